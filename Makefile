@@ -36,7 +36,7 @@ OBJDIR   := $(B)/$(V)
 LIB_OBJ  := $(LIB_SRC:%.c=$(OBJDIR)/%.o) $(OBJDIR)/gen/onnx.pb-c.o
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(OBJDIR)/tests/%)
-INC      := -I. -Iengine -I$(B)/gen $(PKG_CFLAGS)
+INC      := -I. -Iengine -Isessions -I$(B)/gen $(PKG_CFLAGS)
 
 .PHONY: all deps run test bench asan fuzz clean tests-bin
 .DEFAULT_GOAL := all

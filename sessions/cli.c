@@ -1,0 +1,422 @@
+/* cli.c - qdb's command table and the argv front end. Each command parses
+ * its own options, calls the engine, and reports as text or one JSON object
+ * on stdout; messages go to stderr. Exit codes: 0 ok, 1 failure, 2 bad input. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cJSON.h>
+
+#include "cpu.h"
+#include "exec.h"
+#include "npy.h"
+#include "summary.h"
+
+#define QD_VERSION "0.1.0"
+
+/* ---- option parsing ---- */
+
+typedef struct opt {
+    const char *name;   /* "--threads" */
+    int has_arg;
+    const char *val;    /* set when seen: the argument, or "" for flags */
+} opt;
+
+typedef struct args {
+    const char *cmd;
+    const char *pos[4];
+    int npos;
+} args;
+
+/* Parse argv[1..] of command cmd into opts and positionals. --name=value and
+ * --name value both work. Returns QD_OK or QD_EINPUT with a message in e. */
+static int parse(const char *cmd, int argc, char **argv, opt *opts, int maxpos, args *a, qd_err *e)
+{
+    a->cmd = cmd;
+    a->npos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (s[0] != '-' || s[1] == 0 || (s[1] != '-' && s[1] != 'h')) {
+            if (a->npos >= maxpos)
+                return qd_errf(e, QD_EINPUT, "qdb %s: unexpected argument '%s' (see qdb %s --help)", cmd, s, cmd);
+            a->pos[a->npos++] = s;
+            continue;
+        }
+        if (strcmp(s, "--") == 0)
+            return qd_errf(e, QD_EINPUT, "qdb %s: unexpected '--'", cmd);
+        const char *eq = strchr(s, '=');
+        size_t len = eq ? (size_t)(eq - s) : strlen(s);
+        opt *o = NULL;
+        for (opt *p = opts; p->name; p++)
+            if (strlen(p->name) == len && strncmp(p->name, s, len) == 0)
+                o = p;
+        if (!o)
+            return qd_errf(e, QD_EINPUT, "qdb %s: unknown option '%.*s' (see qdb %s --help)", cmd, (int)len, s, cmd);
+        if (!o->has_arg) {
+            if (eq)
+                return qd_errf(e, QD_EINPUT, "qdb %s: option %s takes no value", cmd, o->name);
+            o->val = "";
+        } else if (eq) {
+            o->val = eq + 1;
+        } else if (i + 1 < argc) {
+            o->val = argv[++i];
+        } else {
+            return qd_errf(e, QD_EINPUT, "qdb %s: option %s needs a value", cmd, o->name);
+        }
+    }
+    return QD_OK;
+}
+
+static int parse_int(const char *cmd, const char *name, const char *s, long lo, long hi, long *out, qd_err *e)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno || v < lo || v > hi)
+        return qd_errf(e, QD_EINPUT, "qdb %s: %s must be an integer from %ld to %ld, got '%s'", cmd, name, lo, hi, s);
+    *out = v;
+    return QD_OK;
+}
+
+/* "1x3x224x224" -> dims */
+static int parse_shape(const char *cmd, const char *s, int *nd, int64_t *dims, qd_err *e)
+{
+    *nd = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || v <= 0 || errno || *nd == QD_MAX_DIMS || (*end && *end != 'x'))
+            return qd_errf(e, QD_EINPUT, "qdb %s: --shape must look like 1x3x224x224, got '%s'", cmd, s);
+        dims[(*nd)++] = v;
+        p = *end ? end + 1 : end;
+    }
+    if (!*nd)
+        return qd_errf(e, QD_EINPUT, "qdb %s: --shape is empty", cmd);
+    return QD_OK;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Print a JSON object on stdout and free it. */
+static int print_json(cJSON *j)
+{
+    char *s = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    if (!s)
+        return QD_EFAIL;
+    puts(s);
+    free(s);
+    return QD_OK;
+}
+
+static cJSON *json_shape(int nd, const int64_t *d)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < nd; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber((double)d[i]));
+    return a;
+}
+
+/* "N" for a dynamic dim in text output */
+static char *decl_shape_str(const qd_value *v, char *buf, size_t n)
+{
+    if (v->ndim < 0) {
+        snprintf(buf, n, "?");
+        return buf;
+    }
+    size_t o = 0;
+    buf[0] = 0;
+    for (int i = 0; i < v->ndim && o < n; i++) {
+        if (v->dims[i] < 0)
+            o += (size_t)snprintf(buf + o, n - o, "%s?", i ? "x" : "");
+        else
+            o += (size_t)snprintf(buf + o, n - o, i ? "x%lld" : "%lld", (long long)v->dims[i]);
+    }
+    if (v->ndim == 0)
+        snprintf(buf, n, "scalar");
+    return buf;
+}
+
+static char *human(double v, char *buf, size_t n)
+{
+    const char *u = "";
+    if (v >= 1e9) { v /= 1e9; u = "G"; }
+    else if (v >= 1e6) { v /= 1e6; u = "M"; }
+    else if (v >= 1e3) { v /= 1e3; u = "K"; }
+    snprintf(buf, n, *u ? "%.2f%s" : "%.0f%s", v, u);
+    return buf;
+}
+
+/* ---- qdb info ---- */
+
+static const char info_help[] =
+    "usage: qdb info MODEL [--shape DIMS] [--json]\n"
+    "Inputs and outputs with shapes, and a table of layers (name, op, output\n"
+    "shape, parameters, MACs) traced with one run at batch 1.\n"
+    "  --shape DIMS   shape of the first input for the trace, e.g. 1x3x224x224\n"
+    "                 (needed when it has dynamic dimensions other than batch)\n"
+    "  --json         print one JSON object on stdout\n";
+
+static cJSON *json_values(const qd_graph *g, const int *idx, int n)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) {
+        const qd_value *v = &g->values[idx[i]];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", v->name);
+        cJSON_AddStringToObject(o, "dtype", qd_dtype_name(v->dtype));
+        cJSON_AddItemToObject(o, "shape", v->ndim >= 0 ? json_shape(v->ndim, v->dims) : cJSON_CreateNull());
+        cJSON_AddItemToArray(a, o);
+    }
+    return a;
+}
+
+static void print_values(const char *title, const qd_graph *g, const int *idx, int n)
+{
+    char buf[128];
+    printf("%s:\n", title);
+    for (int i = 0; i < n; i++) {
+        const qd_value *v = &g->values[idx[i]];
+        printf("  %-24s %-8s %s\n", v->name, qd_dtype_name(v->dtype), decl_shape_str(v, buf, sizeof buf));
+    }
+}
+
+static int cmd_info(int argc, char **argv, qd_err *e)
+{
+    opt opts[] = {{"--json", 0, NULL}, {"--shape", 1, NULL}, {"--help", 0, NULL}, {"-h", 0, NULL}, {0}};
+    enum { JSON, SHAPE, HELP, H };
+    args a;
+    if (parse("info", argc, argv, opts, 1, &a, e))
+        return e->code;
+    if (opts[HELP].val || opts[H].val)
+        return fputs(info_help, stdout), QD_OK;
+    if (a.npos != 1)
+        return qd_errf(e, QD_EINPUT, "qdb info: give one MODEL (see qdb info --help)");
+    int ov_nd = 0;
+    int64_t ov[QD_MAX_DIMS];
+    if (opts[SHAPE].val && parse_shape("info", opts[SHAPE].val, &ov_nd, ov, e))
+        return e->code;
+
+    qd_graph *g = qd_graph_load(a.pos[0], e);
+    if (!g)
+        return e->code;
+    qd_tensor in[16] = {{0}};
+    qd_exec *x = NULL;
+    qd_summary s = {0};
+    int rc = QD_OK;
+    if (g->ninputs > 16) {
+        rc = qd_errf(e, QD_EINPUT, "%s: more than 16 inputs", a.pos[0]);
+        goto out;
+    }
+    if ((rc = qd_make_inputs(g, 1, ov_nd, ov, in, e)) || !(x = qd_exec_new(g, 1, e)) ||
+        (rc = qd_exec_run(x, in, g->ninputs, e)) || (rc = qd_summary_compute(x, g, &s, e))) {
+        if (!rc)
+            rc = e->code;
+        qd_err_prefix(e, "%s", a.pos[0]);
+        goto out;
+    }
+    char b1[64], b2[64], b3[64];
+    if (opts[JSON].val) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "model", a.pos[0]);
+        cJSON_AddStringToObject(j, "producer", g->producer);
+        cJSON_AddNumberToObject(j, "opset", g->opset);
+        cJSON_AddNumberToObject(j, "ir_version", (double)g->ir_version);
+        cJSON_AddItemToObject(j, "inputs", json_values(g, g->inputs, g->ninputs));
+        cJSON_AddItemToObject(j, "outputs", json_values(g, g->outputs, g->noutputs));
+        cJSON *layers = cJSON_AddArrayToObject(j, "layers");
+        for (int i = 0; i < s.n; i++) {
+            const qd_layer *r = &s.rows[i];
+            const qd_node *n = &g->nodes[r->node];
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "name", n->name);
+            cJSON_AddStringToObject(o, "op", n->op_type);
+            cJSON_AddItemToObject(o, "shape", json_shape(r->ndim, r->shape));
+            cJSON_AddNumberToObject(o, "params", (double)r->params);
+            cJSON_AddNumberToObject(o, "macs", (double)r->macs);
+            cJSON_AddItemToArray(layers, o);
+        }
+        cJSON_AddNumberToObject(j, "params", (double)s.params);
+        cJSON_AddNumberToObject(j, "macs", (double)s.macs);
+        rc = print_json(j);
+        goto out;
+    }
+    printf("model: %s (%s, opset %d, %d nodes)\n", a.pos[0], *g->producer ? g->producer : "unknown producer",
+           g->opset, g->nnodes);
+    print_values("inputs", g, g->inputs, g->ninputs);
+    print_values("outputs", g, g->outputs, g->noutputs);
+    printf("layers (traced at %s):\n", qd_shape_str(in[0].ndim, in[0].shape, b1, sizeof b1));
+    printf("  %4s  %-36s %-20s %-18s %10s %10s\n", "#", "name", "op", "output", "params", "MACs");
+    for (int i = 0; i < s.n; i++) {
+        const qd_layer *r = &s.rows[i];
+        const qd_node *n = &g->nodes[r->node];
+        printf("  %4d  %-36.36s %-20s %-18s %10s %10s\n", i, n->name, n->op_type,
+               qd_shape_str(r->ndim, r->shape, b1, sizeof b1), r->params ? human((double)r->params, b2, sizeof b2) : "",
+               r->macs ? human((double)r->macs, b3, sizeof b3) : "");
+    }
+    printf("total: %d layers, %s parameters, %s MACs per image\n", s.n, human((double)s.params, b1, sizeof b1),
+           human((double)s.macs / (double)(in[0].ndim ? in[0].shape[0] : 1), b2, sizeof b2));
+out:
+    qd_summary_free(&s);
+    qd_exec_free(x);
+    for (int i = 0; i < 16; i++)
+        qd_tensor_free(&in[i]);
+    qd_graph_free(g);
+    return rc;
+}
+
+/* ---- qdb run ---- */
+
+static const char run_help[] =
+    "usage: qdb run MODEL --input IN.npy --output OUT.npy [options]\n"
+    "FP32 inference of one NPY tensor (float32, C order) through the model;\n"
+    "writes the model's first output (or --output-name) as NPY.\n"
+    "  --threads N        worker threads (default 1)\n"
+    "  --output-name NAME which graph output to write\n"
+    "  --repeat R         timed runs (default 1); --warmup W untimed runs first\n"
+    "  --json             print {\"output\", \"shape\", \"ms\"} on stdout\n";
+
+static int cmd_run(int argc, char **argv, qd_err *e)
+{
+    opt opts[] = {{"--input", 1, NULL},  {"--output", 1, NULL}, {"--threads", 1, NULL},
+                  {"--output-name", 1, NULL}, {"--repeat", 1, NULL}, {"--warmup", 1, NULL},
+                  {"--json", 0, NULL},   {"--help", 0, NULL},   {"-h", 0, NULL},
+                  {0}};
+    enum { IN, OUT, THREADS, ONAME, REPEAT, WARMUP, JSON, HELP, H };
+    args a;
+    if (parse("run", argc, argv, opts, 1, &a, e))
+        return e->code;
+    if (opts[HELP].val || opts[H].val)
+        return fputs(run_help, stdout), QD_OK;
+    if (a.npos != 1)
+        return qd_errf(e, QD_EINPUT, "qdb run: give one MODEL (see qdb run --help)");
+    if (!opts[IN].val)
+        return qd_errf(e, QD_EINPUT, "qdb run: --input IN.npy is required");
+    if (!opts[OUT].val && !opts[JSON].val)
+        return qd_errf(e, QD_EINPUT, "qdb run: --output OUT.npy is required");
+    long threads = 1, repeat = 1, warmup = 0;
+    if ((opts[THREADS].val && parse_int("run", "--threads", opts[THREADS].val, 1, 64, &threads, e)) ||
+        (opts[REPEAT].val && parse_int("run", "--repeat", opts[REPEAT].val, 1, 100000, &repeat, e)) ||
+        (opts[WARMUP].val && parse_int("run", "--warmup", opts[WARMUP].val, 0, 100000, &warmup, e)))
+        return e->code;
+
+    int rc;
+    qd_tensor in = {0};
+    qd_exec *x = NULL;
+    double *ms = NULL;
+    qd_graph *g = qd_graph_load(a.pos[0], e);
+    if (!g)
+        return e->code;
+    int oi = 0;
+    if (opts[ONAME].val) {
+        oi = -1;
+        for (int i = 0; i < g->noutputs; i++)
+            if (strcmp(g->values[g->outputs[i]].name, opts[ONAME].val) == 0)
+                oi = i;
+        if (oi < 0) {
+            rc = qd_errf(e, QD_EINPUT, "%s: no graph output named '%s'", a.pos[0], opts[ONAME].val);
+            goto out;
+        }
+    }
+    if (g->ninputs != 1) {
+        rc = qd_errf(e, QD_EINPUT, "%s: model has %d inputs; qdb run feeds exactly one", a.pos[0], g->ninputs);
+        goto out;
+    }
+    if ((rc = qd_npy_read(opts[IN].val, &in, e)))
+        goto out;
+    if (!(x = qd_exec_new(g, (int)threads, e)) || !(ms = calloc((size_t)repeat, sizeof *ms))) {
+        rc = qd_errf(e, QD_EFAIL, "out of memory");
+        goto out;
+    }
+    for (long r = 0; r < warmup + repeat; r++) {
+        double t0 = now_ms();
+        if ((rc = qd_exec_run(x, &in, 1, e))) {
+            qd_err_prefix(e, "%s (input %s)", a.pos[0], opts[IN].val);
+            goto out;
+        }
+        if (r >= warmup)
+            ms[r - warmup] = now_ms() - t0;
+    }
+    const qd_tensor *y = qd_exec_output(x, oi);
+    if (opts[OUT].val && (rc = qd_npy_write(opts[OUT].val, y, e)))
+        goto out;
+    if (opts[JSON].val) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "output", g->values[g->outputs[oi]].name);
+        cJSON_AddItemToObject(j, "shape", json_shape(y->ndim, y->shape));
+        cJSON *t = cJSON_AddArrayToObject(j, "ms");
+        for (long r = 0; r < repeat; r++)
+            cJSON_AddItemToArray(t, cJSON_CreateNumber(ms[r]));
+        cJSON_AddNumberToObject(j, "threads", (double)threads);
+        cJSON_AddStringToObject(j, "blas_core", qd_blas_core());
+        rc = print_json(j);
+    }
+out:
+    free(ms);
+    qd_exec_free(x);
+    qd_tensor_free(&in);
+    qd_graph_free(g);
+    return rc;
+}
+
+/* ---- the command table ---- */
+
+typedef struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv, qd_err *e);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"info", cmd_info, "inputs, outputs and the layer table of a model"},
+    {"run", cmd_run, "FP32 inference of one NPY tensor"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "qdb %s - terminal debugger for post-training quantization\n\n"
+               "usage: qdb COMMAND [ARGS...]     (qdb COMMAND --help for details)\n\ncommands:\n",
+            QD_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nexit codes: 0 success, 1 failure while working, 2 bad input or usage\n");
+}
+
+int qd_cli_main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? QD_EINPUT : QD_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        const char *best = qd_cpu_best_blas_core();
+        printf("qdb %s (OpenBLAS kernels: %s; best for this CPU: %s)\n", QD_VERSION, qd_blas_core(),
+               best ? best : "unknown");
+        return QD_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(argv[1], commands[i].name) != 0)
+            continue;
+        qd_err e = {0};
+        int rc = commands[i].fn(argc - 1, argv + 1, &e);
+        if (rc) {
+            fprintf(stderr, "qdb: %s\n", e.code ? e.msg : "failed");
+            return e.code ? e.code : rc;
+        }
+        return QD_OK;
+    }
+    fprintf(stderr, "qdb: unknown command '%s' (see qdb --help)\n", argv[1]);
+    return QD_EINPUT;
+}
