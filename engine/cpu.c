@@ -28,30 +28,49 @@ const char *qd_cpu_best_blas_core(void)
     return NULL;
 }
 
-/* Kernel families weaker than Haswell on x86-64 (OpenBLAS core names). */
-static int is_weak(const char *core)
+/* How capable an OpenBLAS kernel family is on x86-64: 3 = AVX-512,
+ * 2 = AVX2+FMA, 1 = AVX, 0 = SSE or unknown. */
+static int core_rank(const char *core)
 {
-    static const char *const weak[] = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem",
-                                       "Atom", "Opteron", "Opteron_SSE3", "Barcelona", "Bobcat",
-                                       "Bulldozer", "Piledriver", "Steamroller", "Excavator",
-                                       "Sandybridge", "Katmai", "Coppermine", "Northwood", "unknown"};
-    for (size_t i = 0; i < sizeof weak / sizeof weak[0]; i++)
-        if (strcasecmp(core, weak[i]) == 0)
+    static const char *const avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
+    static const char *const avx2[] = {"Haswell", "Zen", "SkylakeX_noavx512"};
+    static const char *const avx[] = {"Sandybridge", "Bulldozer", "Piledriver", "Steamroller", "Excavator"};
+    for (size_t i = 0; i < sizeof avx512 / sizeof avx512[0]; i++)
+        if (strcasecmp(core, avx512[i]) == 0)
+            return 3;
+    for (size_t i = 0; i < sizeof avx2 / sizeof avx2[0]; i++)
+        if (strcasecmp(core, avx2[i]) == 0)
+            return 2;
+    for (size_t i = 0; i < sizeof avx / sizeof avx[0]; i++)
+        if (strcasecmp(core, avx[i]) == 0)
             return 1;
     return 0;
 }
 
 void qd_cpu_reexec_for_blas(char **argv)
 {
-    if (getenv("OPENBLAS_CORETYPE") || getenv("QDB_BLAS_REEXEC"))
+    if (getenv("QDB_BLAS_REEXEC"))
         return;
-    const char *best = qd_cpu_best_blas_core(), *cur = qd_blas_core();
-    if (!best || strcasecmp(best, cur) == 0)
-        return;
-    if (!is_weak(cur) && !(strcmp(best, "SkylakeX") == 0 && strcasecmp(cur, "Haswell") == 0))
-        return;
-    setenv("OPENBLAS_CORETYPE", best, 1);
+    /* QDB_BLAS_CORE is the user's explicit choice; OPENBLAS_CORETYPE alone is
+     * not trusted, as machines preset it to kernels weaker than the CPU's. */
+    const char *want = getenv("QDB_BLAS_CORE"), *cur = qd_blas_core();
+    if (want && *want) {
+        if (strcasecmp(want, cur) == 0)
+            return;
+    } else {
+        want = qd_cpu_best_blas_core();
+        if (!want || core_rank(cur) >= core_rank(want))
+            return;
+    }
+    const char *old = getenv("OPENBLAS_CORETYPE");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("OPENBLAS_CORETYPE", want, 1);
     setenv("QDB_BLAS_REEXEC", "1", 1); /* never loop */
     execv("/proc/self/exe", argv);
-    unsetenv("OPENBLAS_CORETYPE"); /* exec failed: carry on as we are */
+    /* exec failed: carry on with the kernels we have */
+    if (saved)
+        setenv("OPENBLAS_CORETYPE", saved, 1);
+    else
+        unsetenv("OPENBLAS_CORETYPE");
+    free(saved);
 }

@@ -11,10 +11,11 @@
 const char *qd_blas_core(void);
 /* The best kernel family this CPU and OS support, NULL if none is known. */
 const char *qd_cpu_best_blas_core(void);
-/* When OpenBLAS runs weaker kernels than the CPU supports and the user did
- * not choose with OPENBLAS_CORETYPE, re-execute this program (argv as given)
- * with OPENBLAS_CORETYPE set. Returns only when nothing was done or exec
- * failed; then the program goes on with the kernels it has. */
+/* When OpenBLAS runs weaker kernels than the CPU supports (misdetected, or
+ * forced by an OPENBLAS_CORETYPE preset in the environment), re-execute this
+ * program (argv as given) with OPENBLAS_CORETYPE set to the best family.
+ * QDB_BLAS_CORE=NAME forces a family instead. Returns only when nothing was
+ * done or exec failed; then the program goes on with the kernels it has. */
 void qd_cpu_reexec_for_blas(char **argv);
 
 #endif
