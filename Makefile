@@ -87,13 +87,13 @@ asan:
 # libFuzzer harnesses (clang), each run for FUZZ_SECONDS on its seed corpus.
 FUZZ_SRC := $(sort $(wildcard tests/fuzz_*.c))
 fuzz:
-	$(MAKE) V=fuzz CC=clang CFLAGS="-O1 -g $(ARCH) -fsanitize=fuzzer-no-link,address,undefined" LDFLAGS="-fsanitize=address,undefined" $(LIB_OBJ:$(OBJDIR)/%=$(B)/fuzz/%)
+	$(MAKE) V=fuzz CC=clang WARN="$(WARN) -Wno-unknown-warning-option" CFLAGS="-O1 -g $(ARCH) -fsanitize=fuzzer-no-link,address,undefined" LDFLAGS="-fsanitize=address,undefined" $(LIB_OBJ:$(OBJDIR)/%=$(B)/fuzz/%)
 	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  clang -O1 -g $(ARCH) -fsanitize=fuzzer,address,undefined $(WARN) $(INC) -o $(B)/fuzz/$$n $$f \
+	  clang -O1 -g $(ARCH) -fsanitize=fuzzer,address,undefined $(WARN) -Wno-unknown-warning-option $(INC) -o $(B)/fuzz/$$n $$f \
 	    $(LIB_OBJ:$(OBJDIR)/%=$(B)/fuzz/%) $(LDLIBS) || exit 1; \
 	  mkdir -p $(B)/fuzz/corpus-$$n; \
 	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
-	  $(B)/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	  ASAN_OPTIONS=allocator_may_return_null=1 $(B)/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
 	    $(B)/fuzz/corpus-$$n tests/corpus/$${n#fuzz_} 2>$(B)/fuzz/$$n.log || { tail -40 $(B)/fuzz/$$n.log; exit 1; }; \
 	  grep -E "stat::number_of_executed_units|Done" $(B)/fuzz/$$n.log | head -2; \
 	done

@@ -12,6 +12,7 @@ struct qd_exec {
     qd_ctx ctx;
     qd_node_hook hook;
     void *hook_user;
+    size_t max_bytes;     /* per output tensor, 0 = no limit */
     qd_tensor **inbuf, **outbuf; /* per-node pointer arrays, sized for the widest node */
 };
 
@@ -78,6 +79,23 @@ void qd_exec_set_hook(qd_exec *x, qd_node_hook hook, void *user)
     x->hook_user = user;
 }
 
+void qd_exec_set_max_bytes(qd_exec *x, size_t max_bytes)
+{
+    x->max_bytes = max_bytes;
+}
+
+/* Outputs of n after infer within the executor's size limit? */
+static int check_sizes(const qd_exec *x, const qd_node *n, qd_err *e)
+{
+    for (int j = 0; x->max_bytes && j < n->nout; j++) {
+        const qd_tensor *t = x->outbuf[j];
+        if (t && qd_tensor_nbytes(t) > x->max_bytes)
+            return qd_errf(e, QD_EINPUT, "output %d would take %zu bytes, over the limit of %zu", j,
+                           qd_tensor_nbytes(t), x->max_bytes);
+    }
+    return QD_OK;
+}
+
 static int check_input(const qd_value *v, const qd_tensor *t, qd_err *e)
 {
     char a[128], b[128];
@@ -127,6 +145,8 @@ int qd_exec_run(qd_exec *x, const qd_tensor *inputs, int ninputs, qd_err *e)
             x->outbuf[j] = t;
         }
         int rc = n->op->infer(n, x->inbuf, x->outbuf, e);
+        if (!rc)
+            rc = check_sizes(x, n, e);
         if (!rc)
             rc = n->op->run(n, x->inbuf, x->outbuf, &x->ctx);
         if (rc) {

@@ -19,6 +19,10 @@ typedef int (*qd_node_hook)(void *user, const qd_graph *g, int node, qd_tensor *
 qd_exec *qd_exec_new(const qd_graph *g, int nthreads, qd_err *e);
 void qd_exec_free(qd_exec *x);
 void qd_exec_set_hook(qd_exec *x, qd_node_hook hook, void *user);
+/* Refuse (QD_EINPUT) to run a node whose outputs would exceed max_bytes each;
+ * 0 = no limit beyond QD_TENSOR_MAX_BYTES (the default). For fuzzing and
+ * for untrusted models. */
+void qd_exec_set_max_bytes(qd_exec *x, size_t max_bytes);
 
 /* Run with one tensor per graph input, in g->inputs order (borrowed for the
  * duration of the call). Inputs are checked against the declared dtype, rank

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const struct { const char *descr; qd_dtype t; } descrs[] = {
@@ -82,6 +83,11 @@ int qd_npy_read(const char *path, qd_tensor *t, qd_err *e)
     int rc = QD_OK;
     char *hdr = NULL;
     unsigned char pre[12];
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
+        rc = qd_errf(e, QD_EINPUT, "%s: not a regular file", path);
+        goto out;
+    }
     if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0) {
         rc = qd_errf(e, QD_EINPUT, "%s: not an NPY file (bad magic)", path);
         goto out;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "graph.h"
 #include "ops.h"
@@ -123,29 +124,38 @@ static int convert_tensor(const Onnx__TensorProto *tp, qd_tensor *t, const char 
     for (size_t i = 0; i < tp->n_dims; i++)
         if (tp->dims[i] < 0)
             return qd_errf(e, QD_EINPUT, "%s has negative dimension %lld", what, (long long)tp->dims[i]);
+    /* the data present must match the shape before anything is allocated */
+    uint64_t n = 1;
+    for (size_t i = 0; i < tp->n_dims; i++) {
+        if (tp->dims[i] && n > (UINT64_MAX >> 4) / (uint64_t)tp->dims[i])
+            return qd_errf(e, QD_EINPUT, "%s is impossibly large", what);
+        n *= (uint64_t)tp->dims[i];
+    }
+    size_t es = qd_dtype_size((qd_dtype)dt), have;
+    if (tp->has_raw_data) {
+        if (tp->raw_data.len / es != n || tp->raw_data.len % es)
+            return qd_errf(e, QD_EINPUT, "%s has %zu bytes of raw data, its shape needs %llu", what,
+                           tp->raw_data.len, (unsigned long long)(n * es));
+    } else {
+        switch (dt) {
+        case QD_F32: have = tp->n_float_data; break;
+        case QD_I64: have = tp->n_int64_data; break;
+        case QD_F64: have = tp->n_double_data; break;
+        case QD_U32: case QD_U64: have = tp->n_uint64_data; break;
+        default: have = tp->n_int32_data; break;
+        }
+        if (have != n)
+            return qd_errf(e, QD_EINPUT, "%s has %zu values, its shape needs %llu", what, have, (unsigned long long)n);
+    }
     qd_err sub = {0};
     if (qd_tensor_resize(t, (qd_dtype)dt, (int)tp->n_dims, tp->dims, &sub))
         return qd_errf(e, sub.code, "%s: %s", what, sub.msg);
-    int64_t n = qd_tensor_numel(t);
-    size_t es = qd_dtype_size(t->dtype), nb = (size_t)n * es;
     if (tp->has_raw_data) {
-        if (tp->raw_data.len != nb)
-            return qd_errf(e, QD_EINPUT, "%s has %zu bytes of raw data, its shape needs %zu", what, tp->raw_data.len, nb);
-        if (nb)
-            memcpy(t->data, tp->raw_data.data, nb);
+        if (tp->raw_data.len)
+            memcpy(t->data, tp->raw_data.data, tp->raw_data.len);
         return QD_OK;
     }
-    size_t have;
-    switch (t->dtype) {
-    case QD_F32: have = tp->n_float_data; break;
-    case QD_I64: have = tp->n_int64_data; break;
-    case QD_F64: have = tp->n_double_data; break;
-    case QD_U32: case QD_U64: have = tp->n_uint64_data; break;
-    default: have = tp->n_int32_data; break;
-    }
-    if (have != (size_t)n)
-        return qd_errf(e, QD_EINPUT, "%s has %zu values, its shape needs %lld", what, have, (long long)n);
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = 0; i < (int64_t)n; i++) {
         switch (t->dtype) {
         case QD_F32: ((float *)t->data)[i] = tp->float_data[i]; break;
         case QD_I64: ((int64_t *)t->data)[i] = tp->int64_data[i]; break;
@@ -620,6 +630,11 @@ static void *read_file(const char *path, size_t *len, qd_err *e)
         return NULL;
     }
     char *buf = NULL;
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
+        qd_errf(e, QD_EINPUT, "%s: not a regular file%s", path, S_ISDIR(st.st_mode) ? " (a directory)" : "");
+        goto out;
+    }
     if (fseek(f, 0, SEEK_END) || ftell(f) < 0) {
         qd_errf(e, QD_EINPUT, "%s: cannot read: not a regular file", path);
         goto out;
@@ -669,8 +684,10 @@ int qd_tensor_load_pb(const char *path, qd_tensor *t, char **name, qd_err *e)
     if (!tp)
         return qd_errf(e, QD_EINPUT, "%s: not a valid ONNX TensorProto (truncated or corrupt)", path);
     int rc = convert_tensor(tp, t, "tensor", e);
-    if (rc)
+    if (rc) {
         qd_err_prefix(e, "%s", path);
+        qd_tensor_free(t);
+    }
     else if (name && !(*name = dupstr(tp->name)))
         rc = qd_errf(e, QD_EFAIL, "out of memory");
     onnx__tensor_proto__free_unpacked(tp, NULL);

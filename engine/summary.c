@@ -9,13 +9,15 @@ static int64_t dim(const qd_tensor *t, int i)
     return t && i < t->ndim ? t->shape[i] : 0;
 }
 
-/* MACs of node n in x's last run. */
+/* MACs of node n in x's last run, from the weight and output shapes (the
+ * graph input itself is not kept after a run, so a ConvTranspose fed by
+ * it counts 0). */
 static int64_t node_macs(const qd_exec *x, const qd_node *n)
 {
     const qd_tensor *a = n->nin > 0 ? qd_exec_value(x, n->in[0]) : NULL;
     const qd_tensor *w = n->nin > 1 ? qd_exec_value(x, n->in[1]) : NULL;
     const qd_tensor *y = n->nout > 0 ? qd_exec_value(x, n->out[0]) : NULL;
-    if (!a || !w || !y)
+    if (!w || !y || !w->ndim)
         return 0;
     int64_t k = 1;
     if (strcmp(n->op_type, "Conv") == 0) {
@@ -23,15 +25,16 @@ static int64_t node_macs(const qd_exec *x, const qd_node *n)
             k *= w->shape[i];
         return qd_tensor_numel(y) * k;
     }
-    if (strcmp(n->op_type, "ConvTranspose") == 0) {
+    if (strcmp(n->op_type, "ConvTranspose") == 0 && a) {
+        /* each input element scatters into co/group * prod(kernel) outputs */
         for (int i = 1; i < w->ndim; i++)
             k *= w->shape[i];
         return qd_tensor_numel(a) * k;
     }
     if (strcmp(n->op_type, "Gemm") == 0)
-        return qd_tensor_numel(y) * (qd_attr_int(n, "transA", 0) ? dim(a, 0) : dim(a, 1));
+        return qd_tensor_numel(y) * (qd_attr_int(n, "transB", 0) ? dim(w, 1) : dim(w, 0));
     if (strcmp(n->op_type, "MatMul") == 0)
-        return qd_tensor_numel(y) * dim(a, a->ndim - 1);
+        return qd_tensor_numel(y) * (w->ndim == 1 ? w->shape[0] : w->shape[w->ndim - 2]);
     return 0;
 }
 

@@ -27,6 +27,8 @@ typedef enum qd_dtype {
 } qd_dtype;
 
 #define QD_MAX_DIMS 8
+/* Largest tensor qdb allocates; larger ones are a bad model or input. */
+#define QD_TENSOR_MAX_BYTES ((uint64_t)1 << 36)
 
 /* A tensor. data holds numel elements in C order (a scalar when ndim == 0).
  * cap is the byte size of data when the tensor owns it, 0 when data is

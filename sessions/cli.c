@@ -412,7 +412,11 @@ int qd_cli_main(int argc, char **argv)
         qd_err e = {0};
         int rc = commands[i].fn(argc - 1, argv + 1, &e);
         if (rc) {
-            fprintf(stderr, "qdb: %s\n", e.code ? e.msg : "failed");
+            /* one line: "qdb CMD: where: why" */
+            if (strncmp(e.msg, "qdb ", 4) == 0)
+                fprintf(stderr, "%s\n", e.msg);
+            else
+                fprintf(stderr, "qdb %s: %s\n", commands[i].name, e.code ? e.msg : "failed");
             return e.code ? e.code : rc;
         }
         return QD_OK;
