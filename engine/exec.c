@@ -84,18 +84,6 @@ void qd_exec_set_max_bytes(qd_exec *x, size_t max_bytes)
     x->max_bytes = max_bytes;
 }
 
-/* Outputs of n after infer within the executor's size limit? */
-static int check_sizes(const qd_exec *x, const qd_node *n, qd_err *e)
-{
-    for (int j = 0; x->max_bytes && j < n->nout; j++) {
-        const qd_tensor *t = x->outbuf[j];
-        if (t && qd_tensor_nbytes(t) > x->max_bytes)
-            return qd_errf(e, QD_EINPUT, "output %d would take %zu bytes, over the limit of %zu", j,
-                           qd_tensor_nbytes(t), x->max_bytes);
-    }
-    return QD_OK;
-}
-
 static int check_input(const qd_value *v, const qd_tensor *t, qd_err *e)
 {
     char a[128], b[128];
@@ -140,13 +128,13 @@ int qd_exec_run(qd_exec *x, const qd_tensor *inputs, int ninputs, qd_err *e)
             x->inbuf[j] = n->in[j] >= 0 ? &x->vals[n->in[j]] : NULL;
         for (int j = 0; j < n->nout; j++) {
             qd_tensor *t = n->out[j] >= 0 ? &x->vals[n->out[j]] : NULL;
-            if (t)
+            if (t) {
                 unborrow(t);
+                t->limit = x->max_bytes;
+            }
             x->outbuf[j] = t;
         }
         int rc = n->op->infer(n, x->inbuf, x->outbuf, e);
-        if (!rc)
-            rc = check_sizes(x, n, e);
         if (!rc)
             rc = n->op->run(n, x->inbuf, x->outbuf, &x->ctx);
         if (rc) {

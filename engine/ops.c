@@ -94,14 +94,19 @@ int qd_broadcast_shape(int ra, const int64_t *a, int rb, const int64_t *b,
                        int *rout, int64_t *out, qd_err *e)
 {
     int r = ra > rb ? ra : rb;
+    int64_t tmp[QD_MAX_DIMS]; /* out may alias a or b */
+    if (r > QD_MAX_DIMS)
+        return qd_errf(e, QD_EINPUT, "rank %d is above %d", r, QD_MAX_DIMS);
     for (int i = 0; i < r; i++) {
         int64_t da = i < r - ra ? 1 : a[i - (r - ra)];
         int64_t db = i < r - rb ? 1 : b[i - (r - rb)];
         if (da != db && da != 1 && db != 1)
             return qd_errf(e, QD_EINPUT, "shapes cannot broadcast: dim %d is %lld vs %lld",
                            i, (long long)da, (long long)db);
-        out[i] = da == 1 ? db : da;
+        tmp[i] = da == 1 ? db : da;
     }
+    for (int i = 0; i < r; i++)
+        out[i] = tmp[i];
     *rout = r;
     return QD_OK;
 }

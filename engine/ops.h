@@ -10,7 +10,10 @@
  *  infer  run time, before run: set each out[i]'s dtype and shape with
  *         qd_tensor_resize from the actual inputs (input data is available,
  *         so shape tensors can be read). Must reject bad shapes with QD_EINPUT.
- *  run    compute out[] from in[]. out[] were sized by infer.
+ *  run    compute out[] from in[]. out[] were sized by infer. Everything
+ *         that can be wrong with the input is caught in infer; run only
+ *         fails on resource exhaustion (returns QD_EFAIL). ctx is never NULL
+ *         when called by the executor.
  *
  * in[i] is NULL for an omitted optional input; likewise out[i] for an omitted
  * optional output. Inputs are never modified.
@@ -56,8 +59,8 @@ void qd_ctx_for(qd_ctx *ctx, int64_t n, int64_t grain, qd_range_fn fn, void *arg
 /* Set OpenBLAS's own thread count (1 inside qd_ctx_for workers). */
 void qd_blas_set_threads(int n);
 
-/* numpy broadcasting of a and b into out (rank max(ra, rb)); QD_EINPUT when
- * incompatible. */
+/* numpy broadcasting of a and b into out (rank max(ra, rb)); out may alias
+ * a or b. QD_EINPUT when incompatible. */
 int qd_broadcast_shape(int ra, const int64_t *a, int rb, const int64_t *b,
                        int *rout, int64_t *out, qd_err *e);
 /* Normalize axis in [-rank, rank) to [0, rank); QD_EINPUT when out of range. */

@@ -47,9 +47,11 @@ int qd_tensor_resize(qd_tensor *t, qd_dtype dtype, int ndim, const int64_t *shap
     size_t es = qd_dtype_size(dtype);
     if (!es)
         return qd_errf(e, QD_EINPUT, "unsupported dtype %s", qd_dtype_name(dtype));
-    if ((uint64_t)n > QD_TENSOR_MAX_BYTES / es)
-        return qd_errf(e, QD_EINPUT, "tensor of %lld elements is larger than qdb's limit of %llu GiB", (long long)n,
-                       (unsigned long long)(QD_TENSOR_MAX_BYTES >> 30));
+    uint64_t limit = t->limit ? t->limit : QD_TENSOR_MAX_BYTES;
+    if ((uint64_t)n > limit / es)
+        return qd_errf(e, QD_EINPUT, "a tensor of %s %s elements is over the limit of %llu bytes",
+                       qd_shape_str(ndim, shape, (char[160]){0}, 160), qd_dtype_name(dtype),
+                       (unsigned long long)limit);
     size_t need = (size_t)n * es;
     if (need == 0)
         need = es; /* keep a valid pointer for empty tensors */

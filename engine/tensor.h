@@ -28,7 +28,7 @@ typedef enum qd_dtype {
 
 #define QD_MAX_DIMS 8
 /* Largest tensor qdb allocates; larger ones are a bad model or input. */
-#define QD_TENSOR_MAX_BYTES ((uint64_t)1 << 36)
+#define QD_TENSOR_MAX_BYTES ((uint64_t)1 << 34)
 
 /* A tensor. data holds numel elements in C order (a scalar when ndim == 0).
  * cap is the byte size of data when the tensor owns it, 0 when data is
@@ -39,6 +39,7 @@ typedef struct qd_tensor {
     int64_t shape[QD_MAX_DIMS];
     void *data;
     size_t cap;
+    size_t limit;   /* largest size qd_tensor_resize may give it, bytes; 0 = QD_TENSOR_MAX_BYTES */
 } qd_tensor;
 
 /* Bytes per element, 0 for types qdb cannot hold (string, undef). */
@@ -54,7 +55,9 @@ static inline size_t qd_tensor_nbytes(const qd_tensor *t)
 }
 
 /* Give t the dtype and shape, growing its owned buffer when needed (contents
- * are unspecified). Borrowed data is never written: a new buffer is owned. */
+ * are unspecified). Borrowed data is never written: a new buffer is owned.
+ * A size over t->limit (or QD_TENSOR_MAX_BYTES) is QD_EINPUT, before any
+ * allocation. */
 int qd_tensor_resize(qd_tensor *t, qd_dtype dtype, int ndim, const int64_t *shape, qd_err *e);
 /* Deep copy src into dst (dst owns its buffer afterwards). */
 int qd_tensor_copy(qd_tensor *dst, const qd_tensor *src, qd_err *e);
