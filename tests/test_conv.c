@@ -1,0 +1,850 @@
+/* test_conv.c - Conv, ConvTranspose, Gemm, MatMul: optimized kernels against
+ * the reference loops on many random cases (threads 1 and 2), the operators
+ * through check/infer/run with hand-built nodes, and the errors they report.
+ * `test_conv --bench` prints GFLOP/s of two ResNet/MobileNet-like layers. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "harness.h"
+#include "kernels_conv.h"
+#include "ops.h"
+
+/* ---- helpers ---- */
+
+static uint64_t rng = 88172645463325252ull;
+
+static uint32_t rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 11);
+}
+
+static int64_t rnd_in(int64_t lo, int64_t hi) { return lo + (int64_t)(rnd() % (uint32_t)(hi - lo + 1)); }
+
+static float *rnd_floats(int64_t n)
+{
+    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof *p);
+    for (int64_t i = 0; i < n; i++)
+        p[i] = (float)(rnd() % 20001) / 10000.0f - 1.0f;
+    return p;
+}
+
+static void fill_rnd(qd_tensor *t)
+{
+    float *p = t->data;
+    for (int64_t i = 0; i < qd_tensor_numel(t); i++)
+        p[i] = (float)(rnd() % 20001) / 10000.0f - 1.0f;
+}
+
+static qd_ctx *ctx_new(int nthreads)
+{
+    qd_ctx *c = calloc(1, sizeof *c);
+    c->nthreads = nthreads;
+    c->pool = nthreads > 1 ? qd_pool_new(nthreads) : NULL;
+    return c;
+}
+
+static void ctx_free(qd_ctx *c)
+{
+    for (int i = 0; i < 64; i++)
+        free(c->scratch[i]);
+    qd_pool_free(c->pool);
+    free(c);
+}
+
+/* max |got - ref| <= 1e-5 * max(1, max|ref|) * sqrt(K); NaN fails */
+static int close_enough(const char *what, const float *got, const float *ref, int64_t n, int64_t k)
+{
+    double err = 0, mag = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - ref[i]);
+        if (!(d <= err))
+            err = d;
+        if (fabs(ref[i]) > mag)
+            mag = fabs(ref[i]);
+    }
+    double tol = 1e-5 * (mag > 1 ? mag : 1) * sqrt((double)(k > 1 ? k : 1));
+    ok(err <= tol, "%s: max err %.3g > tol %.3g", what, err, tol);
+    return err <= tol;
+}
+
+/* ---- kernel-level convolution ---- */
+
+/* Fill the output size from pads (top, bottom, left, right); 0 if empty. */
+static int conv_out(qd_conv_shape *s, int64_t pb, int64_t pr)
+{
+    int64_t dkh = s->dh * (s->kh - 1) + 1, dkw = s->dw * (s->kw - 1) + 1;
+    int64_t eh = s->h + s->pt + pb - dkh, ew = s->w + s->pl + pr - dkw;
+    if (eh < 0 || ew < 0)
+        return 0;
+    s->oh = eh / s->sh + 1;
+    s->ow = ew / s->sw + 1;
+    return 1;
+}
+
+/* y = conv(x, w, b) both ways; b used or not */
+static void conv_cmp(const qd_conv_shape *s, qd_ctx *ctx, int with_bias, const char *tag)
+{
+    int64_t cig = s->ci / s->group;
+    int64_t nx = s->n * s->ci * s->h * s->w, nw = s->co * cig * s->kh * s->kw;
+    int64_t ny = s->n * s->co * s->oh * s->ow;
+    float *x = rnd_floats(nx), *w = rnd_floats(nw), *b = with_bias ? rnd_floats(s->co) : NULL;
+    float *y = malloc((size_t)ny * sizeof *y), *r = malloc((size_t)ny * sizeof *r);
+    for (int64_t i = 0; i < ny; i++)
+        y[i] = NAN;
+    int rc = qd_conv(s, x, w, b, y, ctx);
+    qd_conv_ref(s, x, w, b, r);
+    char what[256];
+    snprintf(what, sizeof what,
+             "conv %s n%lld ci%lld %lldx%lld co%lld k%lldx%lld s%lld,%lld d%lld,%lld p%lld,%lld o%lldx%lld g%lld t%d algo%d",
+             tag, (long long)s->n, (long long)s->ci, (long long)s->h, (long long)s->w, (long long)s->co,
+             (long long)s->kh, (long long)s->kw, (long long)s->sh, (long long)s->sw, (long long)s->dh,
+             (long long)s->dw, (long long)s->pt, (long long)s->pl, (long long)s->oh, (long long)s->ow,
+             (long long)s->group, ctx->nthreads, (int)qd_conv_pick(s));
+    ok(rc == QD_OK, "%s: rc %d", what, rc);
+    close_enough(what, y, r, ny, cig * s->kh * s->kw);
+    free(x), free(w), free(b), free(y), free(r);
+}
+
+static qd_conv_shape shape2d(int64_t n, int64_t ci, int64_t h, int64_t w, int64_t co, int64_t k,
+                             int64_t st, int64_t d, int64_t p, int64_t g)
+{
+    qd_conv_shape s = {.n = n, .ci = ci, .h = h, .w = w, .co = co, .kh = k, .kw = k, .sh = st, .sw = st,
+                       .dh = d, .dw = d, .pt = p, .pl = p, .group = g, .lo = -INFINITY, .hi = INFINITY};
+    conv_out(&s, p, p);
+    return s;
+}
+
+static void test_conv_fixed(qd_ctx *c1, qd_ctx *c2)
+{
+    qd_ctx *cs[2] = {c1, c2};
+    for (int t = 0; t < 2; t++) {
+        qd_ctx *c = cs[t];
+        /* ResNet-ish: 3x3, 1x1 direct, 1x1 stride 2, 7x7 stride 2 */
+        qd_conv_shape s = shape2d(3, 16, 20, 20, 24, 3, 1, 1, 1, 1);
+        conv_cmp(&s, c, 1, "3x3");
+        s = shape2d(3, 16, 20, 20, 24, 1, 1, 1, 0, 1);
+        ok(qd_conv_pick(&s) == QD_CONV_GEMM1X1, "1x1 picks the direct sgemm");
+        conv_cmp(&s, c, 1, "1x1");
+        s = shape2d(3, 16, 21, 21, 24, 1, 2, 1, 0, 1);
+        conv_cmp(&s, c, 0, "1x1 s2");
+        s = shape2d(1, 3, 45, 45, 8, 7, 2, 1, 3, 1);
+        conv_cmp(&s, c, 1, "7x7 s2");
+        /* several im2col tiles per image (batch 1 and 3) */
+        s = shape2d(1, 16, 48, 44, 8, 3, 1, 1, 1, 1);
+        conv_cmp(&s, c, 1, "tiled");
+        s = shape2d(3, 32, 40, 40, 8, 3, 1, 1, 1, 1);
+        conv_cmp(&s, c, 1, "tiled b3");
+        /* depthwise (MobileNet), with multiplier, wide and narrow planes */
+        s = shape2d(3, 12, 56, 56, 12, 3, 1, 1, 1, 12);
+        ok(qd_conv_pick(&s) == QD_CONV_DEPTHWISE, "depthwise picks the direct kernel");
+        conv_cmp(&s, c, 1, "dw");
+        s = shape2d(3, 12, 57, 57, 12, 3, 2, 1, 1, 12);
+        conv_cmp(&s, c, 1, "dw s2");
+        s = shape2d(2, 6, 9, 7, 12, 3, 1, 1, 1, 6);
+        conv_cmp(&s, c, 1, "dw x2 narrow");
+        s = shape2d(2, 4, 30, 33, 8, 5, 2, 1, 2, 4);
+        conv_cmp(&s, c, 0, "dw x2 5x5 s2");
+        s = shape2d(2, 4, 30, 33, 4, 3, 3, 2, 2, 4);
+        conv_cmp(&s, c, 1, "dw s3 d2");
+        s = shape2d(2, 1, 28, 28, 16, 5, 1, 1, 2, 1);
+        conv_cmp(&s, c, 1, "single input channel");
+        /* grouped */
+        s = shape2d(3, 8, 15, 13, 12, 3, 1, 1, 1, 2);
+        conv_cmp(&s, c, 1, "g2");
+        s = shape2d(2, 32, 14, 14, 64, 3, 2, 1, 1, 8);
+        conv_cmp(&s, c, 1, "g8 s2");
+        /* fused clamp (Relu6) in every path */
+        s = shape2d(2, 16, 12, 12, 8, 3, 1, 1, 1, 1);
+        s.lo = 0, s.hi = 6;
+        conv_cmp(&s, c, 1, "clamp im2col");
+        s = shape2d(2, 16, 12, 12, 8, 1, 1, 1, 0, 1);
+        s.lo = 0, s.hi = 0.5f;
+        conv_cmp(&s, c, 1, "clamp 1x1");
+        s = shape2d(2, 8, 19, 19, 8, 3, 1, 1, 1, 8);
+        s.lo = 0, s.hi = 0.25f;
+        conv_cmp(&s, c, 1, "clamp dw");
+        /* asymmetric pads, rectangular kernels */
+        s = (qd_conv_shape){.n = 2, .ci = 4, .h = 11, .w = 17, .co = 6, .kh = 2, .kw = 5, .sh = 2, .sw = 1,
+                            .dh = 1, .dw = 2, .pt = 0, .pl = 3, .group = 1, .lo = -INFINITY, .hi = INFINITY};
+        conv_out(&s, 1, 0);
+        conv_cmp(&s, c, 1, "asym");
+        /* 1-D */
+        s = (qd_conv_shape){.n = 3, .ci = 6, .h = 1, .w = 50, .co = 4, .kh = 1, .kw = 5, .sh = 1, .sw = 2,
+                            .dh = 1, .dw = 1, .pt = 0, .pl = 2, .group = 2, .lo = -INFINITY, .hi = INFINITY};
+        conv_out(&s, 0, 1);
+        conv_cmp(&s, c, 1, "1-D");
+        s = (qd_conv_shape){.n = 3, .ci = 6, .h = 1, .w = 40, .co = 6, .kh = 1, .kw = 3, .sh = 1, .sw = 1,
+                            .dh = 1, .dw = 1, .pt = 0, .pl = 1, .group = 6, .lo = -INFINITY, .hi = INFINITY};
+        conv_out(&s, 0, 1);
+        conv_cmp(&s, c, 1, "1-D dw");
+    }
+}
+
+/* random cases over every attribute */
+static void test_conv_random(qd_ctx *c1, qd_ctx *c2, int count)
+{
+    static const int64_t ks[] = {1, 3, 5, 7};
+    for (int i = 0; i < count; i++) {
+        qd_conv_shape s = {.lo = -INFINITY, .hi = INFINITY};
+        int kind = (int)rnd_in(0, 3); /* 0 regular, 1 grouped, 2 depthwise, 3 depthwise x2 */
+        int oned = rnd_in(0, 5) == 0;
+        s.n = rnd_in(0, 1) ? 3 : 1;
+        s.group = kind == 0 ? 1 : kind == 1 ? 2 : rnd_in(1, 6);
+        s.ci = kind >= 2 ? s.group : s.group * rnd_in(1, 5);
+        s.co = kind == 3 ? 2 * s.ci : kind == 2 ? s.ci : s.group * rnd_in(1, 5);
+        s.kh = oned ? 1 : ks[rnd_in(0, 3)];
+        s.kw = rnd_in(0, 3) ? s.kh : ks[rnd_in(0, 3)];
+        if (oned && s.kw == 1 && rnd_in(0, 1))
+            s.kw = 3;
+        s.sh = oned ? 1 : rnd_in(1, 2);
+        s.sw = rnd_in(1, 2);
+        s.dh = oned ? 1 : rnd_in(1, 2);
+        s.dw = rnd_in(1, 2);
+        s.h = oned ? 1 : rnd_in(1, 24);
+        s.w = rnd_in(1, 24);
+        int64_t pb = oned ? 0 : rnd_in(0, s.kh - 1), pr = rnd_in(0, s.kw - 1);
+        s.pt = oned ? 0 : rnd_in(0, s.kh - 1);
+        s.pl = rnd_in(0, s.kw - 1);
+        if (!conv_out(&s, pb, pr)) {
+            i--;
+            continue;
+        }
+        if (rnd_in(0, 7) == 0)
+            s.lo = 0, s.hi = rnd_in(0, 1) ? 0.5f : INFINITY;
+        conv_cmp(&s, (i & 1) ? c2 : c1, (int)rnd_in(0, 1), "random");
+    }
+}
+
+/* ---- kernel-level transposed convolution ---- */
+
+static void convt_cmp(const qd_conv_shape *s, qd_ctx *ctx, int with_bias, const char *tag)
+{
+    int64_t cog = s->co / s->group;
+    int64_t nx = s->n * s->ci * s->h * s->w, nw = s->ci * cog * s->kh * s->kw;
+    int64_t ny = s->n * s->co * s->oh * s->ow;
+    float *x = rnd_floats(nx), *w = rnd_floats(nw), *b = with_bias ? rnd_floats(s->co) : NULL;
+    float *y = malloc((size_t)ny * sizeof *y), *r = malloc((size_t)ny * sizeof *r);
+    for (int64_t i = 0; i < ny; i++)
+        y[i] = NAN;
+    int rc = qd_convt(s, x, w, b, y, ctx);
+    qd_convt_ref(s, x, w, b, r);
+    char what[200];
+    snprintf(what, sizeof what, "convt %s n%lld ci%lld %lldx%lld co%lld k%lldx%lld s%lld,%lld d%lld,%lld o%lldx%lld g%lld t%d",
+             tag, (long long)s->n, (long long)s->ci, (long long)s->h, (long long)s->w, (long long)s->co,
+             (long long)s->kh, (long long)s->kw, (long long)s->sh, (long long)s->sw, (long long)s->dh,
+             (long long)s->dw, (long long)s->oh, (long long)s->ow, (long long)s->group, ctx->nthreads);
+    ok(rc == QD_OK, "%s: rc %d", what, rc);
+    close_enough(what, y, r, ny, s->ci / s->group * s->kh * s->kw);
+    free(x), free(w), free(b), free(y), free(r);
+}
+
+static void test_convt_random(qd_ctx *c1, qd_ctx *c2, int count)
+{
+    for (int i = 0; i < count; i++) {
+        qd_conv_shape s = {.lo = -INFINITY, .hi = INFINITY};
+        int oned = rnd_in(0, 4) == 0;
+        s.n = rnd_in(0, 1) ? 3 : 1;
+        s.group = rnd_in(0, 2) ? 1 : rnd_in(2, 3);
+        s.ci = s.group * rnd_in(1, 4);
+        s.co = s.group * rnd_in(1, 4);
+        s.kh = oned ? 1 : rnd_in(1, 5);
+        s.kw = rnd_in(1, 5);
+        s.sh = oned ? 1 : rnd_in(1, 3);
+        s.sw = rnd_in(1, 3);
+        s.dh = oned ? 1 : rnd_in(1, 2);
+        s.dw = rnd_in(1, 2);
+        s.h = oned ? 1 : rnd_in(1, 12);
+        s.w = rnd_in(1, 12);
+        s.pt = oned ? 0 : rnd_in(0, s.kh - 1);
+        s.pl = rnd_in(0, s.kw - 1);
+        int64_t pb = oned ? 0 : rnd_in(0, s.kh - 1), pr = rnd_in(0, s.kw - 1);
+        int64_t oph = oned ? 0 : rnd_in(0, s.sh - 1), opw = rnd_in(0, s.sw - 1);
+        s.oh = s.sh * (s.h - 1) + oph + s.dh * (s.kh - 1) + 1 - s.pt - pb;
+        s.ow = s.sw * (s.w - 1) + opw + s.dw * (s.kw - 1) + 1 - s.pl - pr;
+        if (s.oh <= 0 || s.ow <= 0) {
+            i--;
+            continue;
+        }
+        convt_cmp(&s, (i & 1) ? c2 : c1, (int)rnd_in(0, 1), "random");
+    }
+    /* a larger one with several col2im tiles */
+    qd_conv_shape s = {.n = 3, .ci = 16, .h = 40, .w = 40, .co = 32, .kh = 4, .kw = 4, .sh = 2, .sw = 2,
+                       .dh = 1, .dw = 1, .pt = 1, .pl = 1, .group = 1, .lo = -INFINITY, .hi = INFINITY};
+    s.oh = 2 * 39 + 4 - 2;
+    s.ow = s.oh;
+    convt_cmp(&s, c1, 1, "tiled");
+    convt_cmp(&s, c2, 1, "tiled");
+    s.lo = 0, s.hi = 1;
+    convt_cmp(&s, c2, 0, "clamp");
+}
+
+/* ---- operators through check / infer / run ---- */
+
+typedef struct tnode {
+    qd_node n;
+    qd_attr attrs[8];
+    int in[3], out[1];
+} tnode;
+
+static void tnode_init(tnode *t, const char *op, int nin)
+{
+    memset(t, 0, sizeof *t);
+    t->n.name = (char *)"test";
+    t->n.op_type = (char *)op;
+    t->n.opset = 13;
+    t->n.nin = nin;
+    t->n.nout = 1;
+    t->n.in = t->in;
+    t->n.out = t->out;
+    t->n.attrs = t->attrs;
+    for (int i = 0; i < 3; i++)
+        t->in[i] = i;
+}
+
+static qd_attr *tattr(tnode *t, const char *name, qd_attr_type type)
+{
+    qd_attr *a = &t->attrs[t->n.nattr++];
+    a->name = (char *)name;
+    a->type = type;
+    return a;
+}
+
+static void tints(tnode *t, const char *name, int n, int64_t *v)
+{
+    qd_attr *a = tattr(t, name, QD_ATTR_INTS);
+    a->n = n;
+    a->ints = v;
+}
+
+static void tint(tnode *t, const char *name, int64_t v) { tattr(t, name, QD_ATTR_INT)->i = v; }
+static void tfloat(tnode *t, const char *name, float v) { tattr(t, name, QD_ATTR_FLOAT)->f = v; }
+static void tstr(tnode *t, const char *name, const char *v) { tattr(t, name, QD_ATTR_STRING)->s = (char *)v; }
+
+static void tensor_new(qd_tensor *t, int nd, const int64_t *shape)
+{
+    memset(t, 0, sizeof *t);
+    qd_tensor_resize(t, QD_F32, nd, shape, NULL);
+    fill_rnd(t);
+}
+
+/* check + infer + run; returns the first failing code, e->msg says why */
+static int run_node(tnode *t, qd_tensor **in, qd_tensor *out, qd_ctx *ctx, qd_err *e)
+{
+    const qd_op *op = qd_op_find(t->n.op_type);
+    if (!op)
+        return qd_errf(e, QD_EINPUT, "no op %s", t->n.op_type);
+    int rc = op->check(&t->n, NULL, e);
+    if (!rc)
+        rc = op->infer(&t->n, in, &out, e);
+    if (!rc)
+        rc = op->run(&t->n, in, &out, ctx);
+    if (t->n.priv && op->free_priv)
+        op->free_priv(t->n.priv);
+    t->n.priv = NULL;
+    return rc;
+}
+
+static int shape_is(const qd_tensor *t, int nd, const int64_t *shape)
+{
+    if (t->ndim != nd)
+        return 0;
+    for (int i = 0; i < nd; i++)
+        if (t->shape[i] != shape[i])
+            return 0;
+    return 1;
+}
+
+/* Conv node on X (n, ci, h, w) with auto_pad; checks shape and values */
+static void op_conv_autopad(qd_ctx *ctx, const char *autopad, int64_t h, int64_t w, int64_t k, int64_t st,
+                            int64_t d, int64_t g)
+{
+    tnode t;
+    tnode_init(&t, "Conv", 3);
+    int64_t strides[2] = {st, st}, dils[2] = {d, d};
+    tstr(&t, "auto_pad", autopad);
+    tints(&t, "strides", 2, strides);
+    tints(&t, "dilations", 2, dils);
+    tint(&t, "group", g);
+    int64_t xs[4] = {2, 2 * g, h, w}, ws[4] = {3 * g, 2, k, k}, bs[1] = {3 * g};
+    qd_tensor X, W, B, Y = {0};
+    tensor_new(&X, 4, xs);
+    tensor_new(&W, 4, ws);
+    tensor_new(&B, 1, bs);
+    qd_tensor *in[3] = {&X, &W, &B};
+    qd_err e = {0};
+    int rc = run_node(&t, in, &Y, ctx, &e);
+    ok(rc == QD_OK, "Conv %s: %s", autopad, e.msg);
+    /* expected geometry, ONNX's rules */
+    qd_conv_shape s = {.n = 2, .ci = 2 * g, .h = h, .w = w, .co = 3 * g, .kh = k, .kw = k, .sh = st, .sw = st,
+                       .dh = d, .dw = d, .group = g, .lo = -INFINITY, .hi = INFINITY};
+    int64_t dk = d * (k - 1) + 1;
+    if (!strcmp(autopad, "VALID")) {
+        s.oh = (h - dk) / st + 1, s.ow = (w - dk) / st + 1;
+    } else {
+        s.oh = (h + st - 1) / st, s.ow = (w + st - 1) / st;
+        int64_t th = (s.oh - 1) * st + dk - h, tw = (s.ow - 1) * st + dk - w;
+        th = th < 0 ? 0 : th, tw = tw < 0 ? 0 : tw;
+        int upper = !strcmp(autopad, "SAME_UPPER");
+        s.pt = upper ? th / 2 : th - th / 2;
+        s.pl = upper ? tw / 2 : tw - tw / 2;
+    }
+    int64_t ys[4] = {2, 3 * g, s.oh, s.ow};
+    ok(rc || shape_is(&Y, 4, ys), "Conv %s %lldx%lld k%lld s%lld: output %lldx%lld, got %s", autopad,
+       (long long)h, (long long)w, (long long)k, (long long)st, (long long)s.oh, (long long)s.ow,
+       qd_shape_str(Y.ndim, Y.shape, (char[64]){0}, 64));
+    if (!rc && shape_is(&Y, 4, ys)) {
+        float *r = malloc(qd_tensor_nbytes(&Y));
+        qd_conv_ref(&s, X.data, W.data, B.data, r);
+        close_enough(autopad, Y.data, r, qd_tensor_numel(&Y), 2 * k * k);
+        free(r);
+    }
+    qd_tensor_free(&X), qd_tensor_free(&W), qd_tensor_free(&B), qd_tensor_free(&Y);
+}
+
+static void test_conv_op(qd_ctx *c1, qd_ctx *c2)
+{
+    const char *modes[] = {"SAME_UPPER", "SAME_LOWER", "VALID"};
+    for (int m = 0; m < 3; m++) {
+        op_conv_autopad(c1, modes[m], 7, 8, 3, 2, 1, 1);
+        op_conv_autopad(c2, modes[m], 10, 9, 4, 1, 1, 2);
+        op_conv_autopad(c1, modes[m], 11, 6, 3, 3, 2, 1);
+        op_conv_autopad(c2, modes[m], 6, 6, 2, 2, 1, 1);
+        op_conv_autopad(c1, modes[m], 5, 7, 1, 2, 1, 1); /* kernel < stride: no padding */
+    }
+    /* explicit asymmetric pads, 1-D, no bias, weights inferred shape */
+    tnode t;
+    tnode_init(&t, "Conv", 2);
+    int64_t pads[2] = {2, 1}, strides[1] = {2}, ks[1] = {3};
+    tints(&t, "pads", 2, pads);
+    tints(&t, "strides", 1, strides);
+    tints(&t, "kernel_shape", 1, ks);
+    int64_t xs[3] = {3, 4, 17}, ws[3] = {5, 4, 3};
+    qd_tensor X, W, Y = {0};
+    tensor_new(&X, 3, xs);
+    tensor_new(&W, 3, ws);
+    qd_tensor *in[3] = {&X, &W, NULL};
+    qd_err e = {0};
+    int rc = run_node(&t, in, &Y, c2, &e);
+    int64_t ys[3] = {3, 5, (17 + 3 - 3) / 2 + 1};
+    ok(rc == QD_OK && shape_is(&Y, 3, ys), "Conv 1-D: %s", e.msg);
+    if (!rc) {
+        qd_conv_shape s = {.n = 3, .ci = 4, .h = 1, .w = 17, .co = 5, .kh = 1, .kw = 3, .sh = 1, .sw = 2,
+                           .dh = 1, .dw = 1, .pl = 2, .group = 1, .oh = 1, .ow = ys[2],
+                           .lo = -INFINITY, .hi = INFINITY};
+        float *r = malloc(qd_tensor_nbytes(&Y));
+        qd_conv_ref(&s, X.data, W.data, NULL, r);
+        close_enough("Conv 1-D", Y.data, r, qd_tensor_numel(&Y), 12);
+        free(r);
+    }
+    qd_tensor_free(&X), qd_tensor_free(&W), qd_tensor_free(&Y);
+}
+
+/* ONNX's test_convtranspose_autopad_same: SAME_UPPER puts the odd pad at the end */
+static void test_convt_op_known(qd_ctx *ctx)
+{
+    tnode t;
+    tnode_init(&t, "ConvTranspose", 2);
+    int64_t strides[2] = {2, 2};
+    tstr(&t, "auto_pad", "SAME_UPPER");
+    tints(&t, "strides", 2, strides);
+    int64_t xs[4] = {1, 1, 3, 3}, ws[4] = {1, 2, 3, 3};
+    qd_tensor X, W, Y = {0};
+    tensor_new(&X, 4, xs);
+    tensor_new(&W, 4, ws);
+    for (int i = 0; i < 9; i++)
+        ((float *)X.data)[i] = (float)i;
+    for (int i = 0; i < 18; i++)
+        ((float *)W.data)[i] = 1;
+    qd_tensor *in[3] = {&X, &W, NULL};
+    qd_err e = {0};
+    int rc = run_node(&t, in, &Y, ctx, &e);
+    static const float want[36] = {0, 0, 1, 1, 3, 2,  0, 0, 1, 1,  3,  2, 3, 3, 8,  5,  12, 7,
+                                   3, 3, 7, 4, 9, 5,  9, 9, 20, 11, 24, 13, 6, 6, 13, 7, 15, 8};
+    int64_t ys[4] = {1, 2, 6, 6};
+    ok(rc == QD_OK && shape_is(&Y, 4, ys), "ConvTranspose SAME_UPPER: %s", e.msg);
+    if (!rc && shape_is(&Y, 4, ys)) {
+        int same = 1;
+        for (int c = 0; c < 2; c++)
+            for (int i = 0; i < 36; i++)
+                same &= ((float *)Y.data)[c * 36 + i] == want[i];
+        ok(same, "ConvTranspose SAME_UPPER values match ONNX's test");
+    }
+    qd_tensor_free(&X), qd_tensor_free(&W), qd_tensor_free(&Y);
+}
+
+/* ConvTranspose through the op: explicit pads + output_padding, output_shape,
+ * SAME_LOWER, group 2, 1-D */
+static void test_convt_op(qd_ctx *c1, qd_ctx *c2)
+{
+    struct {
+        int64_t h, w, k, st, d, g, pads[4], outpad[2], outshape[2];
+        const char *autopad;
+        int64_t eoh, eow, ept, epl; /* expected output size and leading pads */
+    } cs[] = {
+        {5, 6, 3, 2, 1, 1, {1, 0, 0, 1}, {1, 0}, {0, 0}, NULL, 2 * 4 + 1 + 3 - 1, 2 * 5 + 3 - 1, 1, 0},
+        {5, 6, 3, 2, 1, 2, {0, 0, 0, 0}, {0, 0}, {12, 14}, NULL, 12, 14, 0, 0},
+        {5, 5, 4, 2, 1, 1, {0, 0, 0, 0}, {0, 0}, {9, 10}, NULL, 9, 10, 2, 1}, /* odd pad first */
+        {4, 5, 3, 2, 2, 1, {0, 0, 0, 0}, {0, 0}, {0, 0}, "SAME_LOWER", 8, 10, 2, 2},
+        {4, 5, 4, 2, 1, 1, {0, 0, 0, 0}, {0, 0}, {0, 0}, "SAME_UPPER", 8, 10, 1, 1},
+        {4, 5, 3, 2, 1, 1, {0, 0, 0, 0}, {0, 0}, {0, 0}, "SAME_LOWER", 8, 10, 1, 1},
+        {4, 5, 3, 1, 1, 1, {2, 2, 2, 2}, {0, 0}, {0, 0}, "VALID", 6, 7, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        tnode t;
+        tnode_init(&t, "ConvTranspose", 3);
+        int64_t strides[2] = {cs[i].st, cs[i].st}, dils[2] = {cs[i].d, cs[i].d};
+        tints(&t, "strides", 2, strides);
+        tints(&t, "dilations", 2, dils);
+        tint(&t, "group", cs[i].g);
+        tints(&t, "pads", 4, cs[i].pads);
+        if (cs[i].outpad[0] || cs[i].outpad[1])
+            tints(&t, "output_padding", 2, cs[i].outpad);
+        if (cs[i].outshape[0])
+            tints(&t, "output_shape", 2, cs[i].outshape);
+        if (cs[i].autopad)
+            tstr(&t, "auto_pad", cs[i].autopad);
+        int64_t g = cs[i].g, xs[4] = {2, 2 * g, cs[i].h, cs[i].w}, ws[4] = {2 * g, 3, cs[i].k, cs[i].k};
+        int64_t bs[1] = {3 * g};
+        qd_tensor X, W, B, Y = {0};
+        tensor_new(&X, 4, xs);
+        tensor_new(&W, 4, ws);
+        tensor_new(&B, 1, bs);
+        qd_tensor *in[3] = {&X, &W, &B};
+        qd_err e = {0};
+        int rc = run_node(&t, in, &Y, (i & 1) ? c2 : c1, &e);
+        int64_t ys[4] = {2, 3 * g, cs[i].eoh, cs[i].eow};
+        char ysh[64];
+        ok(rc == QD_OK && shape_is(&Y, 4, ys), "ConvTranspose case %zu: %s, got %s", i, e.msg,
+           qd_shape_str(Y.ndim, Y.shape, ysh, sizeof ysh));
+        if (!rc && shape_is(&Y, 4, ys)) {
+            qd_conv_shape s = {.n = 2, .ci = 2 * g, .h = cs[i].h, .w = cs[i].w, .co = 3 * g, .kh = cs[i].k,
+                               .kw = cs[i].k, .sh = cs[i].st, .sw = cs[i].st, .dh = cs[i].d, .dw = cs[i].d,
+                               .pt = cs[i].ept, .pl = cs[i].epl, .group = g, .oh = cs[i].eoh, .ow = cs[i].eow,
+                               .lo = -INFINITY, .hi = INFINITY};
+            float *r = malloc(qd_tensor_nbytes(&Y));
+            qd_convt_ref(&s, X.data, W.data, B.data, r);
+            close_enough("ConvTranspose op", Y.data, r, qd_tensor_numel(&Y), 2 * cs[i].k * cs[i].k);
+            free(r);
+        }
+        qd_tensor_free(&X), qd_tensor_free(&W), qd_tensor_free(&B), qd_tensor_free(&Y);
+    }
+    /* 1-D with output_shape given as (N, C, L) */
+    tnode t;
+    tnode_init(&t, "ConvTranspose", 2);
+    int64_t st[1] = {3}, os[3] = {1, 2, 20};
+    tints(&t, "strides", 1, st);
+    tints(&t, "output_shape", 3, os);
+    int64_t xs[3] = {1, 3, 6}, ws[3] = {3, 2, 4};
+    qd_tensor X, W, Y = {0};
+    tensor_new(&X, 3, xs);
+    tensor_new(&W, 3, ws);
+    qd_tensor *in[3] = {&X, &W, NULL};
+    qd_err e = {0};
+    int rc = run_node(&t, in, &Y, c1, &e);
+    int64_t ys[3] = {1, 2, 20};
+    ok(rc == QD_OK && shape_is(&Y, 3, ys), "ConvTranspose 1-D: %s", e.msg);
+    if (!rc) {
+        /* full = 3*5 + 4 = 19 < 20: no padding, one extra zero column */
+        qd_conv_shape s = {.n = 1, .ci = 3, .h = 1, .w = 6, .co = 2, .kh = 1, .kw = 4, .sh = 1, .sw = 3,
+                           .dh = 1, .dw = 1, .group = 1, .oh = 1, .ow = 20, .lo = -INFINITY, .hi = INFINITY};
+        float *r = malloc(qd_tensor_nbytes(&Y));
+        qd_convt_ref(&s, X.data, W.data, NULL, r);
+        close_enough("ConvTranspose 1-D", Y.data, r, 40, 12);
+        free(r);
+    }
+    qd_tensor_free(&X), qd_tensor_free(&W), qd_tensor_free(&Y);
+}
+
+/* Gemm over trans/alpha/beta and every shape of C */
+static void test_gemm_op(qd_ctx *c1, qd_ctx *c2)
+{
+    int64_t dims[][3] = {{4, 5, 6}, {1, 7, 3}, {33, 17, 65}, {64, 100, 300}, {3, 1, 1}, {5, 4, 0}};
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
+        for (int v = 0; v < 4 * 3 * 7; v++) {
+            int ta = v & 1, tb = (v >> 1) & 1, bv = (v >> 2) % 3, cshape = v / 12;
+            int64_t M = dims[di][0], N = dims[di][1], K = dims[di][2];
+            float alpha = (v & 4) ? 0.5f : 1.0f, beta = bv == 0 ? 1.0f : bv == 1 ? 0.0f : 2.0f;
+            tnode t;
+            tnode_init(&t, "Gemm", cshape ? 3 : 2);
+            tint(&t, "transA", ta);
+            tint(&t, "transB", tb);
+            tfloat(&t, "alpha", alpha);
+            if (bv != 0)
+                tfloat(&t, "beta", beta);
+            int64_t as[2] = {ta ? K : M, ta ? M : K}, bs[2] = {tb ? N : K, tb ? K : N};
+            /* C shapes: none, scalar, (1), (N), (1,N), (M,1), (M,N) */
+            int cnd[] = {0, 0, 1, 1, 2, 2, 2};
+            int64_t csh[][2] = {{0, 0}, {0, 0}, {1, 0}, {N, 0}, {1, N}, {M, 1}, {M, N}};
+            qd_tensor A, B, C = {0}, Y = {0};
+            tensor_new(&A, 2, as);
+            tensor_new(&B, 2, bs);
+            if (cshape)
+                tensor_new(&C, cnd[cshape], csh[cshape]);
+            qd_tensor *in[3] = {&A, &B, cshape ? &C : NULL};
+            qd_err e = {0};
+            int rc = run_node(&t, in, &Y, (v & 8) ? c2 : c1, &e);
+            int64_t ys[2] = {M, N};
+            ok(rc == QD_OK && shape_is(&Y, 2, ys), "Gemm %lldx%lldx%lld v%d: %s", (long long)M, (long long)N,
+               (long long)K, v, e.msg);
+            float *r = malloc((size_t)(M * N + 1) * sizeof *r);
+            int64_t cr = cnd[cshape] == 2 ? csh[cshape][0] : 1;
+            int64_t cc = cnd[cshape] >= 1 ? csh[cshape][cnd[cshape] - 1] : 1;
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t j = 0; j < N; j++)
+                    r[i * N + j] = cshape ? ((float *)C.data)[(cr == 1 ? 0 : i) * cc + (cc == 1 ? 0 : j)] : 0;
+            qd_sgemm_ref(ta, tb, M, N, K, alpha, A.data, as[1], B.data, bs[1], cshape ? beta : 0, r, N);
+            char what[80];
+            snprintf(what, sizeof what, "Gemm %lldx%lldx%lld v%d", (long long)M, (long long)N, (long long)K, v);
+            if (!rc)
+                close_enough(what, Y.data, r, M * N, K);
+            free(r);
+            qd_tensor_free(&A), qd_tensor_free(&B), qd_tensor_free(&C), qd_tensor_free(&Y);
+        }
+}
+
+/* numpy matmul reference with its own index arithmetic */
+static void matmul_ref(const qd_tensor *A, const qd_tensor *B, float *y, int64_t *oshape, int *orank)
+{
+    int64_t as[QD_MAX_DIMS], bs[QD_MAX_DIMS];
+    int ra = A->ndim, rb = B->ndim;
+    /* promote 1-D operands */
+    if (ra == 1) {
+        as[0] = 1, as[1] = A->shape[0], ra = 2;
+    } else {
+        memcpy(as, A->shape, sizeof(int64_t) * (size_t)ra);
+    }
+    if (rb == 1) {
+        bs[0] = B->shape[0], bs[1] = 1, rb = 2;
+    } else {
+        memcpy(bs, B->shape, sizeof(int64_t) * (size_t)rb);
+    }
+    int nb = (ra > rb ? ra : rb) - 2;
+    int64_t bat[QD_MAX_DIMS], total = 1;
+    for (int i = 0; i < nb; i++) {
+        int ia = i - (nb - (ra - 2)), ib = i - (nb - (rb - 2));
+        int64_t da = ia >= 0 ? as[ia] : 1, db = ib >= 0 ? bs[ib] : 1;
+        bat[i] = da > db ? da : db;
+        total *= bat[i];
+    }
+    int64_t M = as[ra - 2], K = as[ra - 1], N = bs[rb - 1];
+    for (int64_t t = 0; t < total; t++) {
+        int64_t idx[QD_MAX_DIMS], rem = t;
+        for (int i = nb - 1; i >= 0; i--)
+            idx[i] = rem % bat[i], rem /= bat[i];
+        int64_t oa = 0, ob = 0;
+        for (int i = 0; i < ra - 2; i++) {
+            int bi = i + (nb - (ra - 2));
+            oa = oa * as[i] + (as[i] == 1 ? 0 : idx[bi]);
+        }
+        for (int i = 0; i < rb - 2; i++) {
+            int bi = i + (nb - (rb - 2));
+            ob = ob * bs[i] + (bs[i] == 1 ? 0 : idx[bi]);
+        }
+        qd_sgemm_ref(0, 0, M, N, K, 1, (const float *)A->data + oa * M * K, K,
+                     (const float *)B->data + ob * K * N, N, 0, y + t * M * N, N);
+    }
+    *orank = 0;
+    for (int i = 0; i < nb; i++)
+        oshape[(*orank)++] = bat[i];
+    if (A->ndim > 1)
+        oshape[(*orank)++] = M;
+    if (B->ndim > 1)
+        oshape[(*orank)++] = N;
+}
+
+static void test_matmul_op(qd_ctx *c1, qd_ctx *c2)
+{
+    struct { int ra, rb; int64_t a[4], b[4]; } cs[] = {
+        {1, 1, {7}, {7}},
+        {1, 2, {7}, {7, 5}},
+        {2, 1, {4, 7}, {7}},
+        {2, 2, {33, 70}, {70, 45}},
+        {4, 2, {2, 3, 4, 7}, {7, 5}},
+        {2, 3, {4, 7}, {3, 7, 5}},
+        {4, 4, {2, 1, 4, 7}, {1, 3, 7, 5}},
+        {3, 3, {3, 4, 7}, {3, 7, 5}},
+        {3, 3, {1, 4, 7}, {4, 7, 5}},
+        {1, 3, {7}, {3, 7, 5}},
+        {3, 1, {3, 4, 7}, {7}},
+        {3, 2, {5, 64, 32}, {32, 48}},
+        {3, 3, {2, 0, 7}, {2, 7, 5}},
+        {2, 2, {3, 0}, {0, 4}},
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        tnode t;
+        tnode_init(&t, "MatMul", 2);
+        qd_tensor A, B, Y = {0};
+        tensor_new(&A, cs[i].ra, cs[i].a);
+        tensor_new(&B, cs[i].rb, cs[i].b);
+        qd_tensor *in[3] = {&A, &B, NULL};
+        for (int th = 0; th < 2; th++) {
+            qd_err e = {0};
+            int rc = run_node(&t, in, &Y, th ? c2 : c1, &e);
+            int64_t os[QD_MAX_DIMS];
+            int orank;
+            float *r = malloc(65536 * sizeof *r); /* larger than every case */
+            matmul_ref(&A, &B, r, os, &orank);
+            char ysh[64], osh[64];
+            ok(rc == QD_OK && shape_is(&Y, orank, os), "MatMul case %zu: %s, shape %s want %s", i, e.msg,
+               qd_shape_str(Y.ndim, Y.shape, ysh, sizeof ysh), qd_shape_str(orank, os, osh, sizeof osh));
+            if (!rc && shape_is(&Y, orank, os))
+                close_enough("MatMul", Y.data, r, qd_tensor_numel(&Y), A.shape[A.ndim - 1]);
+            free(r);
+        }
+        qd_tensor_free(&A), qd_tensor_free(&B), qd_tensor_free(&Y);
+    }
+}
+
+/* ---- errors ---- */
+
+/* run a node on tensors of the given shapes; expect QD_EINPUT naming `want` */
+static void expect_err(tnode *t, int nin, const int64_t *const *shapes, const int *ranks, const char *want,
+                       qd_ctx *ctx)
+{
+    qd_tensor ts[3], Y = {0};
+    qd_tensor *in[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < nin; i++) {
+        tensor_new(&ts[i], ranks[i], shapes[i]);
+        in[i] = &ts[i];
+    }
+    qd_err e = {0};
+    int rc = run_node(t, in, &Y, ctx, &e);
+    ok(rc == QD_EINPUT && strstr(e.msg, want), "%s: expected an error with '%s', got %d '%s'", t->n.op_type,
+       want, rc, e.msg);
+    for (int i = 0; i < nin; i++)
+        qd_tensor_free(&ts[i]);
+    qd_tensor_free(&Y);
+}
+
+static void test_errors(qd_ctx *ctx)
+{
+    int64_t x4[4] = {1, 4, 8, 8}, w4[4] = {6, 4, 3, 3}, x5[5] = {1, 4, 8, 8, 8}, w5[5] = {6, 4, 3, 3, 3};
+    int r44[3] = {4, 4, 1}, r55[2] = {5, 5};
+    tnode t;
+    int64_t k3[3] = {3, 3, 3};
+    tnode_init(&t, "Conv", 2);
+    tints(&t, "kernel_shape", 3, k3);
+    expect_err(&t, 2, (const int64_t *[]){x4, w4}, r44, "3-D convolution is not supported", ctx);
+    tnode_init(&t, "Conv", 2);
+    expect_err(&t, 2, (const int64_t *[]){x5, w5}, r55, "3-D convolution is not supported", ctx);
+    tnode_init(&t, "Conv", 2);
+    tstr(&t, "auto_pad", "SAME");
+    expect_err(&t, 2, (const int64_t *[]){x4, w4}, r44, "auto_pad", ctx);
+    tnode_init(&t, "Conv", 2);
+    tint(&t, "group", 0);
+    expect_err(&t, 2, (const int64_t *[]){x4, w4}, r44, "group", ctx);
+    tnode_init(&t, "Conv", 2);
+    tint(&t, "group", 3);
+    expect_err(&t, 2, (const int64_t *[]){x4, w4}, r44, "not divisible by group 3", ctx);
+    int64_t w4b[4] = {6, 3, 3, 3};
+    tnode_init(&t, "Conv", 2);
+    expect_err(&t, 2, (const int64_t *[]){x4, w4b}, r44, "expects 3 input channels", ctx);
+    int64_t wbig[4] = {6, 4, 9, 9};
+    tnode_init(&t, "Conv", 2);
+    expect_err(&t, 2, (const int64_t *[]){x4, wbig}, r44, "larger than the padded input", ctx);
+    int64_t bbad[1] = {5};
+    tnode_init(&t, "Conv", 3);
+    expect_err(&t, 3, (const int64_t *[]){x4, w4, bbad}, r44, "B has shape 5", ctx);
+    int64_t st[2] = {0, 1};
+    tnode_init(&t, "Conv", 2);
+    tints(&t, "strides", 2, st);
+    expect_err(&t, 2, (const int64_t *[]){x4, w4}, r44, "strides[0]", ctx);
+    int64_t ks2[2] = {5, 5};
+    tnode_init(&t, "Conv", 2);
+    tints(&t, "kernel_shape", 2, ks2);
+    expect_err(&t, 2, (const int64_t *[]){x4, w4}, r44, "kernel_shape[0] = 5", ctx);
+    tnode_init(&t, "ConvTranspose", 2);
+    expect_err(&t, 2, (const int64_t *[]){x5, w5}, r55, "3-D convolution is not supported", ctx);
+    /* Gemm / MatMul */
+    int64_t a2[2] = {3, 4}, b2[2] = {5, 6}, c2[2] = {2, 6}, b2ok[2] = {4, 6};
+    int r22[3] = {2, 2, 2};
+    tnode_init(&t, "Gemm", 2);
+    expect_err(&t, 2, (const int64_t *[]){a2, b2}, r22, "inner dimensions differ", ctx);
+    tnode_init(&t, "Gemm", 3);
+    expect_err(&t, 3, (const int64_t *[]){a2, b2ok, c2}, r22, "does not broadcast to 3x6", ctx);
+    tnode_init(&t, "MatMul", 2);
+    expect_err(&t, 2, (const int64_t *[]){a2, b2}, r22, "inner dimensions differ", ctx);
+    int64_t a3[3] = {2, 3, 4}, b3[3] = {3, 4, 6};
+    int r33[2] = {3, 3};
+    tnode_init(&t, "MatMul", 2);
+    expect_err(&t, 2, (const int64_t *[]){a3, b3}, r33, "batch dims do not broadcast", ctx);
+}
+
+/* ---- benchmark ---- */
+
+static double now(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void bench_one(const char *name, const qd_conv_shape *s, qd_ctx *ctx, int reps)
+{
+    int64_t cig = s->ci / s->group;
+    float *x = rnd_floats(s->n * s->ci * s->h * s->w), *w = rnd_floats(s->co * cig * s->kh * s->kw);
+    float *b = rnd_floats(s->co), *y = malloc((size_t)(s->n * s->co * s->oh * s->ow) * sizeof *y);
+    qd_conv(s, x, w, b, y, ctx); /* warm up */
+    double best = 1e30, cpu = 1e30; /* wall, and CPU time of the process (a busy machine) */
+    for (int r = 0; r < reps; r++) {
+        double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
+        qd_conv(s, x, w, b, y, ctx);
+        double dt = now(CLOCK_MONOTONIC) - t0, dc = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
+        best = dt < best ? dt : best;
+        cpu = dc < cpu ? dc : cpu;
+    }
+    double flops = 2.0 * s->n * s->co * s->oh * s->ow * cig * s->kh * s->kw;
+    printf("%-32s threads %d: %8.2f ms %6.1f GFLOP/s | per CPU-second %6.1f GFLOP/s\n", name, ctx->nthreads,
+           best * 1e3, flops / best * 1e-9, flops / cpu * 1e-9);
+    free(x), free(w), free(b), free(y);
+}
+
+static void bench(void)
+{
+    qd_ctx *cs[2] = {ctx_new(1), ctx_new(2)};
+    for (int t = 0; t < 2; t++) {
+        qd_conv_shape s = shape2d(64, 64, 56, 56, 64, 3, 1, 1, 1, 1);
+        bench_one("resnet 3x3 64->64 56x56 b64", &s, cs[t], 5);
+        s = shape2d(64, 128, 28, 28, 128, 3, 1, 1, 1, 1);
+        bench_one("resnet 3x3 128->128 28x28 b64", &s, cs[t], 5);
+        s = shape2d(64, 64, 56, 56, 128, 1, 2, 1, 0, 1);
+        bench_one("resnet 1x1 s2 64->128 b64", &s, cs[t], 5);
+        s = shape2d(64, 3, 224, 224, 64, 7, 2, 1, 3, 1);
+        bench_one("resnet 7x7 s2 3->64 224 b64", &s, cs[t], 3);
+        s = shape2d(64, 144, 56, 56, 144, 3, 1, 1, 1, 144);
+        bench_one("mbv2 dw 3x3 144ch 56x56 b64", &s, cs[t], 5);
+        s = shape2d(64, 144, 56, 56, 144, 3, 2, 1, 1, 144);
+        bench_one("mbv2 dw 3x3 s2 144ch 56 b64", &s, cs[t], 5);
+        s = shape2d(64, 24, 56, 56, 144, 1, 1, 1, 0, 1);
+        bench_one("mbv2 1x1 24->144 56x56 b64", &s, cs[t], 5);
+    }
+    ctx_free(cs[0]);
+    ctx_free(cs[1]);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && !strcmp(argv[1], "--bench")) {
+        bench();
+        return 0;
+    }
+    qd_ctx *c1 = ctx_new(1), *c2 = ctx_new(2);
+    test_conv_fixed(c1, c2);
+    test_conv_random(c1, c2, 400);
+    test_convt_random(c1, c2, 150);
+    test_conv_op(c1, c2);
+    test_convt_op_known(c1);
+    test_convt_op(c1, c2);
+    test_gemm_op(c1, c2);
+    test_matmul_op(c1, c2);
+    test_errors(c1);
+    ctx_free(c1);
+    ctx_free(c2);
+    return th_summary();
+}
