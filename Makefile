@@ -66,7 +66,7 @@ $(OBJDIR)/tests/%: tests/%.c $(LIB_OBJ) tests/harness.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) $(INC) -MMD -MP -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
-tests-bin: qdb $(TEST_BIN)
+tests-bin: $(OBJDIR)/qdb $(TEST_BIN)
 
 deps:
 	@bash .ci/deps
@@ -74,11 +74,12 @@ deps:
 run: deps all
 	./qdb info models/demo.onnx 2>/dev/null || ./qdb --help
 
+# Tests use the binary of this build variant (build/asan/qdb under make asan).
 test: tests-bin
-	@QDB_BUILD=$(OBJDIR) ONNX_TESTDATA=$(ONNX_TESTDATA) bash tests/run
+	@QDB=$(OBJDIR)/qdb QDB_BUILD=$(OBJDIR) ONNX_TESTDATA=$(ONNX_TESTDATA) bash tests/run
 
 bench: tests-bin
-	@QDB_BUILD=$(OBJDIR) bash tests/bench
+	@QDB=$(OBJDIR)/qdb QDB_BUILD=$(OBJDIR) bash tests/bench
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build of everything, then the tests.
 asan:

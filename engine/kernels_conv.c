@@ -207,8 +207,8 @@ static void fill_rows(float *y, int64_t rows, int64_t cols, int64_t ld, const fl
 static void copy_strided(float *d, const float *src, int64_t n, int64_t s)
 {
     int64_t o = 0;
-    if (s == 2)
-        for (; o + VL <= n; o += VL)
+    if (s == 2) /* vld_even reads src[2o .. 2o+2VL-1]: stay within src[2(n-1)] */
+        for (; o + VL < n; o += VL)
             vst(d + o, vld_even(src + 2 * o));
     for (; o < n; o++)
         d[o] = src[o * s];

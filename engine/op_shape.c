@@ -447,6 +447,8 @@ static int reshape_infer(const qd_node *n, qd_tensor *const *in, qd_tensor **out
         }
         zero |= s[i] == 0;
         dims[i] = d;
+        if (d > 0 && known > INT64_MAX / d)
+            return qd_errf(e, QD_EINPUT, "Reshape: shape has too many elements");
         known *= d;
     }
     int64_t numel = qd_tensor_numel(x);
@@ -1106,7 +1108,7 @@ static int slice_run(const qd_node *n, qd_tensor *const *in, qd_tensor **out, qd
     dense_strides(x->ndim, x->shape, st);
     for (int d = 0; d < x->ndim; d++) {
         v.shape[d] = p.count[d];
-        v.stride[d] = st[d] * p.step[d];
+        v.stride[d] = p.count[d] > 1 ? st[d] * p.step[d] : 0; /* a huge step takes one element */
         v.base += st[d] * p.start[d];
     }
     copy_view(ctx, out[0]->data, x->data, qd_dtype_size(x->dtype), &v);
