@@ -21,22 +21,28 @@ static void attr_free(qd_attr *a)
     }
 }
 
+void qd_node_clear(qd_node *n)
+{
+    if (!n)
+        return;
+    if (n->priv && n->op && n->op->free_priv)
+        n->op->free_priv(n->priv);
+    for (int a = 0; a < n->nattr; a++)
+        attr_free(&n->attrs[a]);
+    free(n->attrs);
+    free(n->name);
+    free(n->op_type);
+    free(n->in);
+    free(n->out);
+    memset(n, 0, sizeof *n);
+}
+
 void qd_graph_free(qd_graph *g)
 {
     if (!g)
         return;
-    for (int i = 0; i < g->nnodes; i++) {
-        qd_node *n = &g->nodes[i];
-        if (n->priv && n->op && n->op->free_priv)
-            n->op->free_priv(n->priv);
-        for (int a = 0; a < n->nattr; a++)
-            attr_free(&n->attrs[a]);
-        free(n->attrs);
-        free(n->name);
-        free(n->op_type);
-        free(n->in);
-        free(n->out);
-    }
+    for (int i = 0; i < g->nnodes; i++)
+        qd_node_clear(&g->nodes[i]);
     for (int i = 0; i < g->nvalues; i++) {
         free(g->values[i].name);
         if (g->values[i].init) {

@@ -59,6 +59,8 @@ typedef struct qd_node {
     qd_attr *attrs;
     const struct qd_op *op;  /* resolved at load time, never NULL in a loaded graph */
     void *priv;              /* op-private parsed state, freed with op->free_priv */
+    int fused_clip;          /* set by qd_graph_fuse: clamp outputs to [clip_lo, clip_hi] */
+    float clip_lo, clip_hi;
 } qd_node;
 
 typedef struct qd_graph {
@@ -80,6 +82,8 @@ qd_graph *qd_graph_load(const char *path, qd_err *e);
 /* Same from memory (buf is not kept); name is used in messages. */
 qd_graph *qd_graph_load_mem(const void *buf, size_t len, const char *name, qd_err *e);
 void qd_graph_free(qd_graph *g);
+/* Release everything a node owns (attributes, names, priv); n may be NULL. */
+void qd_node_clear(qd_node *n);
 
 /* Read a serialized ONNX TensorProto file (the backend tests' input_N.pb)
  * into t (t owns the data). name, if not NULL, receives a malloc'd copy of

@@ -254,7 +254,8 @@ static int conv_tensors(const qd_node *n, const conv_attrs *a, qd_tensor *const 
     int64_t G = a->group, C = x->shape[1];
     *s = (qd_conv_shape){.n = x->shape[0], .ci = C, .group = G, .h = r == 2 ? x->shape[2] : 1,
                          .w = x->shape[x->ndim - 1], .kh = r == 2 ? w->shape[2] : 1,
-                         .kw = w->shape[w->ndim - 1], .lo = -INFINITY, .hi = INFINITY};
+                         .kw = w->shape[w->ndim - 1], .lo = n->fused_clip ? n->clip_lo : -INFINITY,
+                         .hi = n->fused_clip ? n->clip_hi : INFINITY};
     if (C % G)
         return qd_errf(e, QD_EINPUT, "X is %s: %lld channels not divisible by group %lld", xs, (long long)C,
                        (long long)G), -1;

@@ -13,6 +13,7 @@
 
 #include "cpu.h"
 #include "exec.h"
+#include "fuse.h"
 #include "npy.h"
 #include "summary.h"
 
@@ -283,6 +284,8 @@ static const char run_help[] =
     "FP32 inference of one NPY tensor (float32, C order) through the model;\n"
     "writes the model's first output (or --output-name) as NPY.\n"
     "  --threads N        worker threads (default 1)\n"
+    "  --no-fuse          run every node as it is in the file (no BN folding or\n"
+    "                     Conv+Relu/Clip fusion)\n"
     "  --output-name NAME which graph output to write\n"
     "  --repeat R         timed runs (default 1); --warmup W untimed runs first\n"
     "  --json             print {\"output\", \"shape\", \"ms\"} on stdout\n";
@@ -292,8 +295,8 @@ static int cmd_run(int argc, char **argv, qd_err *e)
     opt opts[] = {{"--input", 1, NULL},  {"--output", 1, NULL}, {"--threads", 1, NULL},
                   {"--output-name", 1, NULL}, {"--repeat", 1, NULL}, {"--warmup", 1, NULL},
                   {"--json", 0, NULL},   {"--help", 0, NULL},   {"-h", 0, NULL},
-                  {0}};
-    enum { IN, OUT, THREADS, ONAME, REPEAT, WARMUP, JSON, HELP, H };
+                  {"--no-fuse", 0, NULL}, {0}};
+    enum { IN, OUT, THREADS, ONAME, REPEAT, WARMUP, JSON, HELP, H, NOFUSE };
     args a;
     if (parse("run", argc, argv, opts, 1, &a, e))
         return e->code;
@@ -334,6 +337,8 @@ static int cmd_run(int argc, char **argv, qd_err *e)
         goto out;
     }
     if ((rc = qd_npy_read(opts[IN].val, &in, e)))
+        goto out;
+    if (!opts[NOFUSE].val && (rc = qd_graph_fuse(g, NULL, e)))
         goto out;
     if (!(x = qd_exec_new(g, (int)threads, e)) || !(ms = calloc((size_t)repeat, sizeof *ms))) {
         rc = qd_errf(e, QD_EFAIL, "out of memory");
