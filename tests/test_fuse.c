@@ -1,0 +1,88 @@
+/* test_fuse.c - qd_graph_fuse: the rewrites happen where they may, not where
+ * they may not, and the fused graph computes what the original computes. */
+#include <math.h>
+#include <string.h>
+
+#include "exec.h"
+#include "fuse.h"
+#include "harness.h"
+#include "npy.h"
+
+#define MODEL "tests/data/fuse.onnx"
+
+static int find_node(const qd_graph *g, const char *name)
+{
+    for (int i = 0; i < g->nnodes; i++)
+        if (strcmp(g->nodes[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* Run g on x; copy output i into out. */
+static int run(const qd_graph *g, const qd_tensor *x, int i, qd_tensor *out)
+{
+    qd_err e = {0};
+    qd_exec *ex = qd_exec_new(g, 2, &e);
+    int rc = ex ? qd_exec_run(ex, x, 1, &e) : 1;
+    if (!rc)
+        rc = qd_tensor_copy(out, qd_exec_output(ex, i), &e);
+    if (rc)
+        fprintf(stderr, "run: %s\n", e.msg);
+    qd_exec_free(ex);
+    return rc;
+}
+
+int main(void)
+{
+    qd_err e = {0};
+    qd_graph *ref = qd_graph_load(MODEL, &e), *g = qd_graph_load(MODEL, &e);
+    qd_tensor x = {0};
+    ok(ref && g, "load %s: %s", MODEL, e.msg);
+    ok(qd_npy_read("tests/data/fuse_in.npy", &x, &e) == 0, "input: %s", e.msg);
+    if (!ref || !g || e.code)
+        return th_summary();
+    int before = g->nnodes;
+    qd_fuse_stats st;
+    ok(qd_graph_fuse(g, &st, &e) == 0, "fuse: %s", e.msg);
+    ok(st.bn_folded == 3, "3 BNs folded (a, b, d), got %d", st.bn_folded);
+    ok(st.act_fused == 2, "2 activations fused (a relu, b clip), got %d", st.act_fused);
+    ok(g->nnodes == before - 5 && st.removed == 5, "5 nodes removed: %d -> %d", before, g->nnodes);
+    ok(find_node(g, "c_relu") >= 0 && find_node(g, "c_add") >= 0, "c's Relu stays: its input has two readers");
+    ok(find_node(g, "d_relu") >= 0, "d's Relu stays: d_bn is a graph output");
+    int a = find_node(g, "a_conv"), b = find_node(g, "b_conv");
+    ok(a >= 0 && g->nodes[a].fused_clip && g->nodes[a].clip_lo == 0 && isinf(g->nodes[a].clip_hi),
+       "a_conv clamps to [0, inf)");
+    ok(b >= 0 && g->nodes[b].fused_clip && g->nodes[b].clip_lo == 0 && g->nodes[b].clip_hi == 6,
+       "b_conv clamps to [0, 6]");
+    ok(b >= 0 && g->nodes[b].nin == 3, "b_conv got a bias input");
+    if (a >= 0)
+        ok(strcmp(g->values[g->nodes[a].out[0]].name, "a_r") == 0, "a_conv writes the Relu's output name");
+    for (int i = 0; i < g->nnodes; i++)
+        for (int j = 0; j < g->nodes[i].nout; j++)
+            ok(g->values[g->nodes[i].out[j]].producer == i, "producer of %s renumbered", g->nodes[i].name);
+
+    /* same numbers, both outputs */
+    for (int o = 0; o < 2; o++) {
+        qd_tensor y0 = {0}, y1 = {0};
+        if (run(ref, &x, o, &y0) == 0 && run(g, &x, o, &y1) == 0) {
+            ok(y0.ndim == y1.ndim && qd_tensor_numel(&y0) == qd_tensor_numel(&y1), "output %d shape", o);
+            double md = 0, mr = 0;
+            const float *p = y0.data, *q = y1.data;
+            for (int64_t i = 0; i < qd_tensor_numel(&y0); i++) {
+                md = fmax(md, fabs((double)p[i] - q[i]));
+                mr = fmax(mr, fabs((double)p[i]));
+            }
+            ok(md <= 1e-5 * mr, "output %d: fused vs original max diff %.3g (max %.3g)", o, md, mr);
+        } else {
+            ok(0, "output %d ran", o);
+        }
+        qd_tensor_free(&y0);
+        qd_tensor_free(&y1);
+    }
+    /* fusing twice changes nothing more */
+    ok(qd_graph_fuse(g, &st, &e) == 0 && st.removed == 0, "second fuse is a no-op");
+    qd_tensor_free(&x);
+    qd_graph_free(ref);
+    qd_graph_free(g);
+    return th_summary();
+}
