@@ -1,5 +1,5 @@
 /* kernels_conv.c - convolution kernels (see kernels_conv.h): im2col tiles +
- * sgemm, a direct depthwise kernel on a zero-padded copy of each plane,
+ * sgemm, Winograd F(2x2, 3x3) + sgemm, a direct depthwise kernel,
  * sgemm + col2im for the transpose, and the reference loops they are tested
  * against. */
 #include "kernels_conv.h"
@@ -28,13 +28,31 @@ static inline vf vld(const float *p) { return _mm512_loadu_ps(p); }
 static inline void vst(float *p, vf v) { _mm512_storeu_ps(p, v); }
 static inline vf vsplat(float a) { return _mm512_set1_ps(a); }
 static inline vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
+static inline vf vsub(vf a, vf b) { return _mm512_sub_ps(a, b); }
+/* lo = a0 b0 a1 b1 ... a7 b7, hi = a8 b8 ... a15 b15 */
+static inline void vzip(vf a, vf b, vf *lo, vf *hi)
+{
+    const __m512i il = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i ih = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    *lo = _mm512_permutex2var_ps(a, il, b);
+    *hi = _mm512_permutex2var_ps(a, ih, b);
+}
 static inline vf vmul(vf a, vf b) { return _mm512_mul_ps(a, b); }
 static inline vf vfma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
-/* p[0], p[2], ..., p[30] */
-static inline vf vld_even(const float *p)
+/* a0 a2 ... a14 b0 b2 ... b14 */
+static inline vf veven(vf a, vf b)
 {
     const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    return _mm512_permutex2var_ps(vld(p), idx, vld(p + 16));
+    return _mm512_permutex2var_ps(a, idx, b);
+}
+/* p[0], p[2], ..., p[30] */
+static inline vf vld_even(const float *p) { return veven(vld(p), vld(p + 16)); }
+/* lanes l in [lo, hi) of p + a (0 <= lo <= hi <= VL), the others 0; only
+ * those lanes are read, so p + a may point before p's array */
+static inline vf vld_lanes(const float *p, int64_t a, int64_t lo, int64_t hi)
+{
+    __mmask16 m = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+    return _mm512_maskz_loadu_ps(m, (const float *)((uintptr_t)p + (uintptr_t)(a * (int64_t)sizeof(float))));
 }
 /* max/min return their second operand when either is NaN: NaN passes */
 static inline vf vclamp(vf v, vf lo, vf hi) { return _mm512_min_ps(hi, _mm512_max_ps(lo, v)); }
@@ -49,12 +67,27 @@ static inline vf vld(const float *p) { return _mm256_loadu_ps(p); }
 static inline void vst(float *p, vf v) { _mm256_storeu_ps(p, v); }
 static inline vf vsplat(float a) { return _mm256_set1_ps(a); }
 static inline vf vadd(vf a, vf b) { return _mm256_add_ps(a, b); }
+static inline vf vsub(vf a, vf b) { return _mm256_sub_ps(a, b); }
+static inline void vzip(vf a, vf b, vf *lo, vf *hi)
+{
+    __m256 l = _mm256_unpacklo_ps(a, b), h = _mm256_unpackhi_ps(a, b); /* a0 b0 a1 b1 | a4 b4 a5 b5 */
+    *lo = _mm256_permute2f128_ps(l, h, 0x20);
+    *hi = _mm256_permute2f128_ps(l, h, 0x31);
+}
 static inline vf vmul(vf a, vf b) { return _mm256_mul_ps(a, b); }
 static inline vf vfma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
-static inline vf vld_even(const float *p)
+static inline vf veven(vf a, vf b)
 {
-    __m256 t = _mm256_shuffle_ps(vld(p), vld(p + 8), _MM_SHUFFLE(2, 0, 2, 0));
+    __m256 t = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
     return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+static inline vf vld_even(const float *p) { return veven(vld(p), vld(p + 8)); }
+static inline vf vld_lanes(const float *p, int64_t a, int64_t lo, int64_t hi)
+{
+    __m256i l = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i m = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)lo), l),
+                                    _mm256_cmpgt_epi32(_mm256_set1_epi32((int)hi), l));
+    return _mm256_maskload_ps((const float *)((uintptr_t)p + (uintptr_t)(a * (int64_t)sizeof(float))), m);
 }
 static inline vf vclamp(vf v, vf lo, vf hi) { return _mm256_min_ps(hi, _mm256_max_ps(lo, v)); }
 static inline __m256i vmask_n(int64_t n)
@@ -71,9 +104,23 @@ static inline vf vld(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; 
 static inline void vst(float *p, vf v) { memcpy(p, &v, sizeof v); }
 static inline vf vsplat(float a) { return (vf){a, a, a, a}; }
 static inline vf vadd(vf a, vf b) { return a + b; }
+static inline vf vsub(vf a, vf b) { return a - b; }
+static inline void vzip(vf a, vf b, vf *lo, vf *hi)
+{
+    *lo = (vf){a[0], b[0], a[1], b[1]};
+    *hi = (vf){a[2], b[2], a[3], b[3]};
+}
 static inline vf vmul(vf a, vf b) { return a * b; }
 static inline vf vfma(vf a, vf b, vf c) { return a * b + c; }
+static inline vf veven(vf a, vf b) { return (vf){a[0], a[2], b[0], b[2]}; }
 static inline vf vld_even(const float *p) { return (vf){p[0], p[2], p[4], p[6]}; }
+static inline vf vld_lanes(const float *p, int64_t a, int64_t lo, int64_t hi)
+{
+    float t[VL] = {0};
+    for (int64_t l = lo; l < hi; l++)
+        t[l] = p[a + l];
+    return vld(t);
+}
 static inline vf vld_n(const float *p, int64_t n)
 {
     float t[VL] = {0};
@@ -358,10 +405,9 @@ static int gemm_rows(gemm_job *j, int64_t n, int64_t g, int64_t oy0, int64_t oy1
         bm = col;
         ldb = cols;
     }
-    if (bias) /* sgemm adds onto the bias: no zeroing pass, no bias pass */
-        fill_rows(y, cog, cols, ohw, bias);
-    int rc = qd_sgemm(0, 0, cog, cols, K, 1.0f, j->w + g * cog * K, K, bm, ldb, bias ? 1.0f : 0.0f, y, ohw);
-    clamp_rows(y, cog, cols, ohw, s->lo, s->hi);
+    int rc = qd_sgemm(0, 0, cog, cols, K, 1.0f, j->w + g * cog * K, K, bm, ldb, 0.0f, y, ohw);
+    if (bias || has_clamp(s->lo, s->hi)) /* epilogue on the tile sgemm just wrote, still in cache */
+        store_rows(y, ohw, y, ohw, cog, cols, bias, s->lo, s->hi);
     return rc;
 }
 
@@ -430,30 +476,23 @@ static int conv_gemm(const qd_conv_shape *s, const float *x, const float *w, con
 
 /* ---- depthwise: one input channel per group, direct ---- */
 
+/* Output rows read the input rows in place (a zero row stands in above and
+ * below the plane); an output block whose inputs cross the left or right
+ * edge loads only the lanes inside the row (masked loads), zeros elsewhere. */
 typedef struct dw_job {
     const qd_conv_shape *s;
     const float *x, *w, *b;
     float *y;
     qd_ctx *ctx;
-    int64_t ph, pw; /* padded plane */
+    int64_t span; /* inputs of one block along a row, see dw_span */
     atomic_int fail;
 } dw_job;
 
-/* pad (ph, pw) = x (h, w) shifted by (pt, pl), zeros around */
-static void dw_pad_plane(const qd_conv_shape *s, const float *x, float *pad, int64_t ph, int64_t pw)
+/* Inputs a VL-wide output block reads along a row, from its first: VL loads
+ * at stride sw (the stride-2 load reads 2*VL) for each of kw taps. */
+static int64_t dw_span(const qd_conv_shape *s)
 {
-    int64_t lead = min64(s->pl, pw), ncopy = max64(0, min64(s->w, pw - lead));
-    for (int64_t r = 0; r < ph; r++) {
-        float *d = pad + r * pw;
-        int64_t iy = r - s->pt;
-        if (iy < 0 || iy >= s->h) {
-            zero_f(d, pw);
-            continue;
-        }
-        zero_f(d, lead);
-        copy_f(d + lead, x + iy * s->w, ncopy);
-        zero_f(d + lead + ncopy, pw - lead - ncopy);
-    }
+    return (s->sw == 2 ? 2 * VL - 1 : (VL - 1) * s->sw) + (s->kw - 1) * s->dw + 1;
 }
 
 /* VL inputs at stride sw from p (1 and 2 are the fast cases) */
@@ -464,7 +503,7 @@ static inline vf dw_load(const float *p, int64_t sw)
 
 /* Output blocks are VL wide; the last one overlaps the previous one (the
  * outputs are recomputed, not accumulated), and a plane narrower than VL is
- * computed whole into a temporary. */
+ * computed whole and stored in part. */
 static inline int64_t dw_block(int64_t ox, int64_t ow) { return ox + VL <= ow || ow < VL ? ox : ow - VL; }
 
 static inline void dw_store(float *yr, int64_t o, int64_t ow, vf acc)
@@ -475,69 +514,159 @@ static inline void dw_store(float *yr, int64_t o, int64_t ow, vf acc)
         vst(yr + o, acc);
 }
 
-/* y (oh, ow) = clamp(bias + 3x3 taps of wk over pad), weights in registers,
- * one FMA chain per kernel row; sw is a constant after inlining. */
-static inline __attribute__((always_inline)) void
-dw3x3(const qd_conv_shape *s, const float *pad, int64_t pw, const float *wk, float bias, float *y,
-      int64_t sw)
+/* rows[ky] = input row of output row oy and tap row ky (zrow outside the plane) */
+static inline void dw_rows(const qd_conv_shape *s, const float *x, const float *zrow, int64_t oy,
+                           const float **rows)
 {
-    int64_t ow = s->ow, dy = s->dh * pw, dx = s->dw;
-    vf w0 = vsplat(wk[0]), w1 = vsplat(wk[1]), w2 = vsplat(wk[2]), w3 = vsplat(wk[3]);
-    vf w4 = vsplat(wk[4]), w5 = vsplat(wk[5]), w6 = vsplat(wk[6]), w7 = vsplat(wk[7]);
-    vf w8 = vsplat(wk[8]), vb = vsplat(bias), vlo = vsplat(s->lo), vhi = vsplat(s->hi);
+    for (int64_t ky = 0; ky < s->kh; ky++) {
+        int64_t iy = oy * s->sh - s->pt + ky * s->dh;
+        rows[ky] = iy >= 0 && iy < s->h ? x + iy * s->w : zrow;
+    }
+}
+
+/* VL inputs row[a], row[a + sw], ... with zeros outside [0, w) (a block at
+ * the plane's left or right edge) */
+static inline vf dw_load_edge(const float *row, int64_t a, int64_t w, int64_t sw)
+{
+    if (sw == 1)
+        return vld_lanes(row, a, min64(VL, max64(0, -a)), max64(0, min64(VL, w - a)));
+    if (sw == 2) {
+        int64_t b = a + VL;
+        return veven(vld_lanes(row, a, min64(VL, max64(0, -a)), max64(0, min64(VL, w - a))),
+                     vld_lanes(row, b, min64(VL, max64(0, -b)), max64(0, min64(VL, w - b))));
+    }
+    float t[VL];
+    for (int l = 0; l < VL; l++) {
+        int64_t ix = a + l * sw;
+        t[l] = ix >= 0 && ix < w ? row[ix] : 0.0f;
+    }
+    return vld(t);
+}
+
+/* does the block whose first input column is i read only inside the row? */
+static inline int dw_inside(const qd_conv_shape *s, int64_t i, int64_t span) { return i >= 0 && i + span <= s->w; }
+
+/* Lanes [lo, hi) of the VL loads at a, a + VL (stride 2) that lie in [0, w) */
+typedef struct dw_lanes { int64_t lo0, hi0, lo1, hi1; } dw_lanes;
+
+static inline dw_lanes dw_lanes_at(int64_t a, int64_t w)
+{
+    int64_t b = a + VL;
+    return (dw_lanes){min64(VL, max64(0, -a)), max64(0, min64(VL, w - a)), min64(VL, max64(0, -b)),
+                      max64(0, min64(VL, w - b))};
+}
+
+/* dw_load_edge for strides 1 and 2 with the lanes worked out beforehand */
+static inline vf dw_load_lanes(const float *row, int64_t a, dw_lanes l, int64_t sw)
+{
+    if (sw == 1)
+        return vld_lanes(row, a, l.lo0, l.hi0);
+    return veven(vld_lanes(row, a, l.lo0, l.hi0), vld_lanes(row, a + VL, l.lo1, l.hi1));
+}
+
+/* The 9 weights of a 3x3 kernel, splat */
+typedef struct dw_w9 { vf w[9]; } dw_w9;
+
+/* One VL block of a 3x3 output row: rows[3] the input rows, i the block's
+ * first input column, inside or else the lanes l0..l2 of its three taps. */
+static inline __attribute__((always_inline)) vf
+dw3x3_block(const float **rows, int64_t i, int inside, const dw_lanes *l, const dw_w9 *k, vf vb, int64_t dx,
+            int64_t sw)
+{
+    vf a, b, c;
+    if (inside) {
+        const float *r0 = rows[0] + i, *r1 = rows[1] + i, *r2 = rows[2] + i;
+        a = vfma(k->w[0], dw_load(r0, sw), vb);
+        b = vmul(k->w[3], dw_load(r1, sw));
+        c = vmul(k->w[6], dw_load(r2, sw));
+        a = vfma(k->w[1], dw_load(r0 + dx, sw), a);
+        b = vfma(k->w[4], dw_load(r1 + dx, sw), b);
+        c = vfma(k->w[7], dw_load(r2 + dx, sw), c);
+        a = vfma(k->w[2], dw_load(r0 + 2 * dx, sw), a);
+        b = vfma(k->w[5], dw_load(r1 + 2 * dx, sw), b);
+        c = vfma(k->w[8], dw_load(r2 + 2 * dx, sw), c);
+    } else {
+        a = vfma(k->w[0], dw_load_lanes(rows[0], i, l[0], sw), vb);
+        b = vmul(k->w[3], dw_load_lanes(rows[1], i, l[0], sw));
+        c = vmul(k->w[6], dw_load_lanes(rows[2], i, l[0], sw));
+        a = vfma(k->w[1], dw_load_lanes(rows[0], i + dx, l[1], sw), a);
+        b = vfma(k->w[4], dw_load_lanes(rows[1], i + dx, l[1], sw), b);
+        c = vfma(k->w[7], dw_load_lanes(rows[2], i + dx, l[1], sw), c);
+        a = vfma(k->w[2], dw_load_lanes(rows[0], i + 2 * dx, l[2], sw), a);
+        b = vfma(k->w[5], dw_load_lanes(rows[1], i + 2 * dx, l[2], sw), b);
+        c = vfma(k->w[8], dw_load_lanes(rows[2], i + 2 * dx, l[2], sw), c);
+    }
+    return vadd(a, vadd(b, c));
+}
+
+/* y (oh, ow) = clamp(bias + 3x3 taps of wk over x (h, w)), weights in
+ * registers, one FMA chain per kernel row; sw (1 or 2) is a constant after
+ * inlining. Wide planes go row by row; narrow ones (most blocks at an edge)
+ * column block by column block, an edge block's lanes worked out once per
+ * column (measured: each order is the faster one on its side of 2 VL). */
+static inline __attribute__((always_inline)) void
+dw3x3(const qd_conv_shape *s, const float *x, const float *zrow, int64_t span, const float *wk,
+      float bias, float *y, int64_t sw)
+{
+    int64_t ow = s->ow, dx = s->dw, w = s->w;
+    dw_w9 k;
+    for (int t = 0; t < 9; t++)
+        k.w[t] = vsplat(wk[t]);
+    vf vb = vsplat(bias), vlo = vsplat(s->lo), vhi = vsplat(s->hi);
     int act = has_clamp(s->lo, s->hi);
-    for (int64_t oy = 0; oy < s->oh; oy++) {
-        const float *r0 = pad + oy * s->sh * pw, *r1 = r0 + dy, *r2 = r1 + dy;
-        float *yr = y + oy * ow;
-        for (int64_t ox = 0; ox < ow; ox += VL) {
-            int64_t o = dw_block(ox, ow), i = o * sw;
-            vf a = vfma(w0, dw_load(r0 + i, sw), vb);
-            vf b = vmul(w3, dw_load(r1 + i, sw));
-            vf c = vmul(w6, dw_load(r2 + i, sw));
-            a = vfma(w1, dw_load(r0 + i + dx, sw), a);
-            b = vfma(w4, dw_load(r1 + i + dx, sw), b);
-            c = vfma(w7, dw_load(r2 + i + dx, sw), c);
-            a = vfma(w2, dw_load(r0 + i + 2 * dx, sw), a);
-            b = vfma(w5, dw_load(r1 + i + 2 * dx, sw), b);
-            c = vfma(w8, dw_load(r2 + i + 2 * dx, sw), c);
-            a = vadd(a, vadd(b, c));
-            dw_store(yr, o, ow, act ? vclamp(a, vlo, vhi) : a);
+    const float *rows[3];
+    if (ow > 2 * VL) {
+        for (int64_t oy = 0; oy < s->oh; oy++) {
+            dw_rows(s, x, zrow, oy, rows);
+            for (int64_t ox = 0; ox < ow; ox += VL) {
+                int64_t o = dw_block(ox, ow), i = o * sw - s->pl;
+                int inside = dw_inside(s, i, span);
+                dw_lanes l[3];
+                if (!inside)
+                    l[0] = dw_lanes_at(i, w), l[1] = dw_lanes_at(i + dx, w), l[2] = dw_lanes_at(i + 2 * dx, w);
+                vf a = dw3x3_block(rows, i, inside, l, &k, vb, dx, sw);
+                dw_store(y + oy * ow, o, ow, act ? vclamp(a, vlo, vhi) : a);
+            }
+        }
+        return;
+    }
+    for (int64_t ox = 0; ox < ow; ox += VL) {
+        int64_t o = dw_block(ox, ow), i = o * sw - s->pl;
+        int inside = dw_inside(s, i, span);
+        dw_lanes l[3] = {dw_lanes_at(i, w), dw_lanes_at(i + dx, w), dw_lanes_at(i + 2 * dx, w)};
+        for (int64_t oy = 0; oy < s->oh; oy++) {
+            dw_rows(s, x, zrow, oy, rows);
+            vf a = dw3x3_block(rows, i, inside, l, &k, vb, dx, sw);
+            dw_store(y + oy * ow, o, ow, act ? vclamp(a, vlo, vhi) : a);
         }
     }
 }
 
-/* Any kernel: the same with the taps in loops. */
-static void dw_any(const qd_conv_shape *s, const float *pad, int64_t pw, const float *wk, float bias,
-                   float *y)
+/* Any kernel: the same with the taps in loops; rows holds kh pointers. */
+static void dw_any(const qd_conv_shape *s, const float *x, const float *zrow, int64_t span,
+                   const float **rows, const float *wk, float bias, float *y)
 {
     int64_t ow = s->ow, sw = s->sw;
     vf vlo = vsplat(s->lo), vhi = vsplat(s->hi);
     int act = has_clamp(s->lo, s->hi);
     for (int64_t oy = 0; oy < s->oh; oy++) {
-        const float *r0 = pad + oy * s->sh * pw;
+        dw_rows(s, x, zrow, oy, rows);
         float *yr = y + oy * ow;
         for (int64_t ox = 0; ox < ow; ox += VL) {
-            int64_t o = dw_block(ox, ow);
+            int64_t o = dw_block(ox, ow), i = o * sw - s->pl;
             vf acc = vsplat(bias);
-            for (int64_t ky = 0; ky < s->kh; ky++) {
-                const float *rp = r0 + ky * s->dh * pw + o * sw;
-                for (int64_t kx = 0; kx < s->kw; kx++)
-                    acc = vfma(vsplat(wk[ky * s->kw + kx]), dw_load(rp + kx * s->dw, sw), acc);
-            }
+            if (dw_inside(s, i, span))
+                for (int64_t ky = 0; ky < s->kh; ky++)
+                    for (int64_t kx = 0; kx < s->kw; kx++)
+                        acc = vfma(vsplat(wk[ky * s->kw + kx]), dw_load(rows[ky] + i + kx * s->dw, sw), acc);
+            else
+                for (int64_t ky = 0; ky < s->kh; ky++)
+                    for (int64_t kx = 0; kx < s->kw; kx++)
+                        acc = vfma(vsplat(wk[ky * s->kw + kx]), dw_load_edge(rows[ky], i + kx * s->dw, s->w, sw),
+                                   acc);
             dw_store(yr, o, ow, act ? vclamp(acc, vlo, vhi) : acc);
         }
     }
-}
-
-static void dw_plane(const qd_conv_shape *s, const float *pad, int64_t pw, const float *wk,
-                     float bias, float *y)
-{
-    if (s->kh == 3 && s->kw == 3 && s->sw == 1)
-        dw3x3(s, pad, pw, wk, bias, y, 1);
-    else if (s->kh == 3 && s->kw == 3 && s->sw == 2)
-        dw3x3(s, pad, pw, wk, bias, y, 2);
-    else
-        dw_any(s, pad, pw, wk, bias, y);
 }
 
 /* items are (image, input channel); each feeds co/ci output planes */
@@ -545,19 +674,30 @@ static void dw_items(void *arg, int64_t begin, int64_t end, int tid)
 {
     dw_job *j = arg;
     const qd_conv_shape *s = j->s;
-    int64_t mult = s->co / s->ci, hw = s->h * s->w, ohw = s->oh * s->ow, k2 = s->kh * s->kw;
-    float *pad = qd_ctx_scratch(j->ctx, tid, (size_t)(j->ph * j->pw) * sizeof(float));
-    if (!pad) {
+    int64_t mult = s->co / s->ci, hw = s->h * s->w, ohw = s->oh * s->ow, k2 = s->kh * s->kw, span = j->span;
+    /* row pointers (kh), zero row (w) */
+    size_t bytes = (size_t)s->kh * sizeof(float *) + (size_t)s->w * sizeof(float);
+    const float **rows = qd_ctx_scratch(j->ctx, tid, bytes);
+    if (!rows) {
         atomic_store(&j->fail, 1);
         return;
     }
+    float *zrow = (float *)(rows + s->kh);
+    zero_f(zrow, s->w);
+    int k33 = s->kh == 3 && s->kw == 3;
     for (int64_t i = begin; i < end; i++) {
         int64_t n = i / s->ci, c = i % s->ci;
-        dw_pad_plane(s, j->x + i * hw, pad, j->ph, j->pw);
+        const float *x = j->x + i * hw;
         for (int64_t m = 0; m < mult; m++) {
             int64_t oc = c * mult + m;
-            dw_plane(s, pad, j->pw, j->w + oc * k2, j->b ? j->b[oc] : 0.0f,
-                     j->y + (n * s->co + oc) * ohw);
+            const float *wk = j->w + oc * k2;
+            float bias = j->b ? j->b[oc] : 0.0f, *y = j->y + (n * s->co + oc) * ohw;
+            if (k33 && s->sw == 1)
+                dw3x3(s, x, zrow, span, wk, bias, y, 1);
+            else if (k33 && s->sw == 2)
+                dw3x3(s, x, zrow, span, wk, bias, y, 2);
+            else
+                dw_any(s, x, zrow, span, rows, wk, bias, y);
         }
     }
 }
@@ -565,12 +705,254 @@ static void dw_items(void *arg, int64_t begin, int64_t end, int tid)
 static int conv_depthwise(const qd_conv_shape *s, const float *x, const float *w, const float *b,
                           float *y, qd_ctx *ctx)
 {
-    dw_job j = {.s = s, .x = x, .w = w, .b = b, .y = y, .ctx = ctx};
-    int64_t owv = max64(s->ow, VL);
-    j.ph = (s->oh - 1) * s->sh + (s->kh - 1) * s->dh + 1;
-    j.pw = (owv - 1) * s->sw + (s->kw - 1) * s->dw + 1 + 2 * VL;
+    dw_job j = {.s = s, .x = x, .w = w, .b = b, .y = y, .ctx = ctx, .span = dw_span(s)};
     atomic_init(&j.fail, 0);
     qd_ctx_for(ctx, s->n * s->ci, 1, dw_items, &j);
+    return atomic_load(&j.fail) ? QD_EFAIL : QD_OK;
+}
+
+/* ---- Winograd F(2x2, 3x3): 3x3 kernel, stride 1, dilation 1, one group ---- */
+
+/* Every 2x2 output tile comes from a 4x4 input patch d:
+ *   y = A^T [(G g G^T) .* (B^T d B)] A,  B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],
+ *   G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],  A^T = [1 1 1 0; 0 1 -1 -1].
+ * The 16 element-wise products over all channels become 16 sgemms:
+ *   U[xi] (co, ci) @ V[xi] (ci, tiles) -> M[xi] (co, tiles).
+ * Tiles are numbered across the batch (image, tile row, tile column) and cut
+ * into blocks of tb, one work item each, so that small late-layer images
+ * still give sgemms with enough columns. U is made on every call (weights
+ * may change between runs) at the head of thread 0's scratch. */
+
+/* Tiles per block: ci + co within these bounds (measured: wider channels
+ * want wider sgemms to amortize packing U; V and M are 16 (ci + co) tb floats). */
+#define WINO_MIN_TILES 128
+#define WINO_MAX_TILES 512
+/* qd_conv_pick prefers it to im2col from these channels (in and out) and
+ * tiles in the batch: below, transforming and packing U costs more than
+ * the multiplications it saves (measured on ResNet-18's layers). */
+#define WINO_MIN_CH 32
+#define WINO_MIN_BATCH_TILES 32
+
+typedef struct wino_job {
+    const qd_conv_shape *s;
+    const float *x, *w, *b;
+    float *y, *u;          /* U (16, co, ci) */
+    qd_ctx *ctx;
+    int64_t th, tw;        /* tile rows and columns per image */
+    int64_t tb;            /* tiles per block */
+    size_t ubytes;         /* U's bytes, rounded to 64 */
+    atomic_int fail;
+} wino_job;
+
+/* U[xi][oc][c] = (G g G^T)[xi] for output channels [begin, end), VL input
+ * channels at a time (the 16 stores of U go to far-apart rows). */
+static void wino_weights(void *arg, int64_t begin, int64_t end, int tid)
+{
+    (void)tid;
+    wino_job *j = arg;
+    int64_t ci = j->s->ci, co = j->s->co, cc = co * ci;
+    const vf half = vsplat(0.5f);
+    for (int64_t oc = begin; oc < end; oc++)
+        for (int64_t c0 = 0; c0 < ci; c0 += VL) {
+            int64_t nv = min64(VL, ci - c0);
+            const float *g = j->w + (oc * ci + c0) * 9;
+            float gt[9][VL] = {{0}};
+            for (int64_t c = 0; c < nv; c++)
+                for (int k = 0; k < 9; k++)
+                    gt[k][c] = g[c * 9 + k];
+            vf gg[4][3];
+            for (int k = 0; k < 3; k++) {
+                vf a = vld(gt[k]), b = vld(gt[3 + k]), d = vld(gt[6 + k]);
+                gg[0][k] = a;
+                gg[1][k] = vmul(half, vadd(vadd(a, b), d));
+                gg[2][k] = vmul(half, vadd(vsub(a, b), d));
+                gg[3][k] = d;
+            }
+            float *u = j->u + oc * ci + c0;
+            for (int i = 0; i < 4; i++) {
+                vf r[4] = {gg[i][0], vmul(half, vadd(vadd(gg[i][0], gg[i][1]), gg[i][2])),
+                           vmul(half, vadd(vsub(gg[i][0], gg[i][1]), gg[i][2])), gg[i][2]};
+                for (int q = 0; q < 4; q++)
+                    vst_n(u + (i * 4 + q) * cc, r[q], nv);
+            }
+        }
+}
+
+/* The run of tiles from global tile t up to t1 that shares one tile row:
+ * image *n, tile row *ty, columns [*tx, *tx + returned count). */
+static int64_t wino_seg(const wino_job *j, int64_t t, int64_t t1, int64_t *n, int64_t *ty, int64_t *tx)
+{
+    int64_t T = j->th * j->tw;
+    *n = t / T;
+    *ty = t % T / j->tw;
+    *tx = t % j->tw;
+    return min64(j->tw - *tx, t1 - t);
+}
+
+/* V[xi][c][col ..] = (B^T d B)[xi] for tiles [t0, t1) of the block, col = t - t0;
+ * V (16, ci, tb). Vectors of VL tiles along a tile row read the input rows
+ * in place (zrow (w) above and below the plane, masked loads at its edges). */
+static void wino_input(const wino_job *j, int64_t t0, int64_t t1, float *v, const float *zrow)
+{
+    const qd_conv_shape *s = j->s;
+    int64_t ci = s->ci, tb = j->tb, xs = ci * tb, w = s->w;
+    for (int64_t c = 0; c < ci; c++)
+        for (int64_t t = t0; t < t1;) {
+            int64_t n, ty, txa;
+            int64_t cnt = wino_seg(j, t, t1, &n, &ty, &txa);
+            const float *xc = j->x + (n * ci + c) * s->h * w, *rows[4];
+            int64_t x0 = max64(0, 2 * txa - s->pl), x1 = min64(w, 2 * (txa + cnt) - s->pl + 2);
+            for (int r = 0; r < 4; r++) {
+                int64_t iy = 2 * ty - s->pt + r;
+                rows[r] = iy >= 0 && iy < s->h ? xc + iy * w : zrow;
+                if (c + 1 < ci && rows[r] != zrow) /* the same rows of the next channel: short runs */
+                    for (int64_t ix = x0; ix < x1; ix += 16)
+                        __builtin_prefetch(rows[r] + s->h * w + ix);
+            }
+            for (int64_t k = 0; k < cnt; k += VL) {
+                int64_t nv = min64(VL, cnt - k), a = 2 * (txa + k) - s->pl;
+                float *o = v + c * tb + (t - t0) + k;
+                vf d[4][4], e[4][4];
+                if (a >= 0 && a + 2 * VL + 3 <= w) /* vld_even reads 2 VL from a + q */
+                    for (int r = 0; r < 4; r++)
+                        for (int q = 0; q < 4; q++)
+                            d[r][q] = vld_even(rows[r] + a + q);
+                else /* the same, loading only the lanes inside the row */
+                    for (int q = 0; q < 4; q++) {
+                        int64_t a0 = a + q, a1 = a0 + VL;
+                        int64_t lo0 = min64(VL, max64(0, -a0)), hi0 = max64(0, min64(VL, w - a0));
+                        int64_t lo1 = min64(VL, max64(0, -a1)), hi1 = max64(0, min64(VL, w - a1));
+                        for (int r = 0; r < 4; r++)
+                            d[r][q] = veven(vld_lanes(rows[r], a0, lo0, hi0), vld_lanes(rows[r], a1, lo1, hi1));
+                    }
+                for (int q = 0; q < 4; q++) {
+                    e[0][q] = vsub(d[0][q], d[2][q]);
+                    e[1][q] = vadd(d[1][q], d[2][q]);
+                    e[2][q] = vsub(d[2][q], d[1][q]);
+                    e[3][q] = vsub(d[1][q], d[3][q]);
+                }
+                for (int i = 0; i < 4; i++) {
+                    vf r4[4] = {vsub(e[i][0], e[i][2]), vadd(e[i][1], e[i][2]), vsub(e[i][2], e[i][1]),
+                                vsub(e[i][1], e[i][3])};
+                    for (int q = 0; q < 4; q++) {
+                        if (nv == VL)
+                            vst(o + (i * 4 + q) * xs, r4[q]);
+                        else
+                            vst_n(o + (i * 4 + q) * xs, r4[q], nv);
+                    }
+                }
+            }
+            t += cnt;
+        }
+}
+
+/* y tiles [t0, t1) = clamp(A^T M A + b) from M (16, co, tb) */
+static void wino_output(const wino_job *j, int64_t t0, int64_t t1, const float *m)
+{
+    const qd_conv_shape *s = j->s;
+    int64_t co = s->co, tb = j->tb, ms = co * tb, ow = s->ow, oh = s->oh;
+    int act = has_clamp(s->lo, s->hi);
+    vf vlo = vsplat(s->lo), vhi = vsplat(s->hi);
+    for (int64_t oc = 0; oc < co; oc++) {
+        vf vb = vsplat(j->b ? j->b[oc] : 0.0f);
+        for (int64_t t = t0; t < t1;) {
+            int64_t n, ty, txa;
+            int64_t cnt = wino_seg(j, t, t1, &n, &ty, &txa);
+            float *yp = j->y + ((n * co + oc) * oh + 2 * ty) * ow;
+            for (int64_t k = 0; k < cnt; k += VL) {
+                int64_t nv = min64(VL, cnt - k), tx = txa + k;
+                const float *p = m + oc * tb + (t - t0) + k;
+                vf e[2][4];
+                for (int q = 0; q < 4; q++) {
+                    vf m0 = nv == VL ? vld(p + q * ms) : vld_n(p + q * ms, nv);
+                    vf m1 = nv == VL ? vld(p + (4 + q) * ms) : vld_n(p + (4 + q) * ms, nv);
+                    vf m2 = nv == VL ? vld(p + (8 + q) * ms) : vld_n(p + (8 + q) * ms, nv);
+                    vf m3 = nv == VL ? vld(p + (12 + q) * ms) : vld_n(p + (12 + q) * ms, nv);
+                    e[0][q] = vadd(vadd(m0, m1), m2);
+                    e[1][q] = vsub(vsub(m1, m2), m3);
+                }
+                int64_t ncol = min64(2 * nv, ow - 2 * tx);
+                for (int i = 0; i < 2 && 2 * ty + i < oh; i++) {
+                    vf a = vadd(vadd(vadd(e[i][0], e[i][1]), e[i][2]), vb);
+                    vf b = vadd(vsub(vsub(e[i][1], e[i][2]), e[i][3]), vb);
+                    if (act)
+                        a = vclamp(a, vlo, vhi), b = vclamp(b, vlo, vhi);
+                    vf lo, hi;
+                    vzip(a, b, &lo, &hi);
+                    float *yr = yp + i * ow + 2 * tx;
+                    if (ncol >= 2 * VL) {
+                        vst(yr, lo);
+                        vst(yr + VL, hi);
+                    } else if (ncol > VL) {
+                        vst(yr, lo);
+                        vst_n(yr + VL, hi, ncol - VL);
+                    } else {
+                        vst_n(yr, lo, ncol);
+                    }
+                }
+            }
+            t += cnt;
+        }
+    }
+}
+
+/* One block of tiles: input transform, 16 sgemms, output transform. */
+static int wino_block(wino_job *j, int64_t blk, int tid)
+{
+    const qd_conv_shape *s = j->s;
+    int64_t ci = s->ci, co = s->co, tb = j->tb;
+    int64_t t0 = blk * tb, t1 = min64(j->s->n * j->th * j->tw, t0 + tb);
+    size_t head = tid == 0 ? j->ubytes : 0; /* thread 0's scratch starts with U */
+    size_t work = (size_t)(16 * (ci + co) * tb + s->w) * sizeof(float);
+    char *mem = qd_ctx_scratch(j->ctx, tid, head + work);
+    if (!mem)
+        return QD_EFAIL;
+    float *v = (float *)(mem + head), *m = v + 16 * ci * tb, *zrow = m + 16 * co * tb;
+    zero_f(zrow, s->w);
+    wino_input(j, t0, t1, v, zrow);
+    int rc = QD_OK;
+    for (int xi = 0; xi < 16 && !rc; xi++)
+        rc = qd_sgemm(0, 0, co, t1 - t0, ci, 1.0f, j->u + xi * co * ci, ci, v + xi * ci * tb, tb, 0.0f,
+                      m + xi * co * tb, tb);
+    if (!rc)
+        wino_output(j, t0, t1, m);
+    return rc;
+}
+
+static void wino_items(void *arg, int64_t begin, int64_t end, int tid)
+{
+    wino_job *j = arg;
+    for (int64_t i = begin; i < end; i++)
+        if (wino_block(j, i, tid))
+            atomic_store(&j->fail, 1);
+}
+
+static int conv_winograd(const qd_conv_shape *s, const float *x, const float *w, const float *b,
+                         float *y, qd_ctx *ctx)
+{
+    int64_t nt = ctx->nthreads;
+    wino_job j = {.s = s, .x = x, .w = w, .b = b, .y = y, .ctx = ctx};
+    j.th = (s->oh + 1) / 2;
+    j.tw = (s->ow + 1) / 2;
+    int64_t total = s->n * j.th * j.tw;
+    j.tb = min64(WINO_MAX_TILES, max64(WINO_MIN_TILES, s->ci + s->co));
+    j.tb = min64(j.tb, max64(VL, (total + nt - 1) / nt)); /* a block per thread when few tiles */
+    j.tb = (j.tb + VL - 1) / VL * VL;
+    j.ubytes = ((size_t)(16 * s->co * s->ci) * sizeof(float) + 63) & ~(size_t)63;
+    atomic_init(&j.fail, 0);
+    size_t work = (size_t)(16 * (s->ci + s->co) * j.tb + s->w) * sizeof(float);
+    j.u = qd_ctx_scratch(ctx, 0, j.ubytes + work);
+    if (!j.u)
+        return QD_EFAIL;
+    qd_ctx_for(ctx, s->co, max64(1, 4096 / s->ci), wino_weights, &j);
+    int64_t items = (total + j.tb - 1) / j.tb;
+    if (nt > 1 && items >= nt) {
+        qd_blas_set_threads(1);
+        qd_ctx_for(ctx, items, 1, wino_items, &j);
+    } else {
+        qd_blas_set_threads((int)nt);
+        wino_items(&j, 0, items, 0);
+    }
     return atomic_load(&j.fail) ? QD_EFAIL : QD_OK;
 }
 
@@ -580,10 +962,27 @@ qd_conv_algo qd_conv_pick(const qd_conv_shape *s)
 {
     if (s->ci == s->group && s->ci > 0)
         return QD_CONV_DEPTHWISE;
-    if (s->kh == 1 && s->kw == 1 && s->sh == 1 && s->sw == 1 && s->pt == 0 && s->pl == 0 &&
-        s->oh == s->h && s->ow == s->w)
+    if (qd_conv_can(s, QD_CONV_GEMM1X1))
         return QD_CONV_GEMM1X1;
+    if (qd_conv_can(s, QD_CONV_WINOGRAD) && s->ci >= WINO_MIN_CH && s->co >= WINO_MIN_CH &&
+        s->n * ((s->oh + 1) / 2) * ((s->ow + 1) / 2) >= WINO_MIN_BATCH_TILES)
+        return QD_CONV_WINOGRAD;
     return QD_CONV_IM2COL;
+}
+
+int qd_conv_can(const qd_conv_shape *s, qd_conv_algo algo)
+{
+    switch (algo) {
+    case QD_CONV_GEMM1X1:
+        return s->kh == 1 && s->kw == 1 && s->sh == 1 && s->sw == 1 && s->pt == 0 && s->pl == 0 &&
+               s->oh == s->h && s->ow == s->w;
+    case QD_CONV_IM2COL: return 1;
+    case QD_CONV_DEPTHWISE: return s->ci == s->group && s->ci > 0;
+    case QD_CONV_WINOGRAD:
+        return s->kh == 3 && s->kw == 3 && s->sh == 1 && s->sw == 1 && s->dh == 1 && s->dw == 1 &&
+               s->group == 1;
+    }
+    return 0;
 }
 
 int qd_conv(const qd_conv_shape *s, const float *x, const float *w, const float *b,
@@ -591,11 +990,23 @@ int qd_conv(const qd_conv_shape *s, const float *x, const float *w, const float 
 {
     if (s->n <= 0 || s->co <= 0 || s->oh <= 0 || s->ow <= 0)
         return QD_OK;
-    switch (qd_conv_pick(s)) {
+    return qd_conv_with(qd_conv_pick(s), s, x, w, b, y, ctx);
+}
+
+int qd_conv_with(qd_conv_algo algo, const qd_conv_shape *s, const float *x, const float *w,
+                 const float *b, float *y, qd_ctx *ctx)
+{
+    if (!qd_conv_can(s, algo))
+        return QD_EINPUT;
+    if (s->n <= 0 || s->co <= 0 || s->oh <= 0 || s->ow <= 0)
+        return QD_OK;
+    switch (algo) {
     case QD_CONV_DEPTHWISE: return conv_depthwise(s, x, w, b, y, ctx);
     case QD_CONV_GEMM1X1: return conv_gemm(s, x, w, b, y, ctx, 1);
-    default: return conv_gemm(s, x, w, b, y, ctx, 0);
+    case QD_CONV_WINOGRAD: return conv_winograd(s, x, w, b, y, ctx);
+    case QD_CONV_IM2COL: break;
     }
+    return conv_gemm(s, x, w, b, y, ctx, 0);
 }
 
 /* ---- transposed convolution ---- */

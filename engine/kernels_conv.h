@@ -35,14 +35,22 @@ typedef enum qd_conv_algo {
     QD_CONV_GEMM1X1,    /* 1x1, stride 1, no padding: sgemm straight on x */
     QD_CONV_IM2COL,     /* im2col tile + sgemm */
     QD_CONV_DEPTHWISE,  /* group == ci: direct kernel */
+    QD_CONV_WINOGRAD,   /* 3x3, stride 1, dilation 1, group 1: F(2x2, 3x3) + 16 sgemms */
 } qd_conv_algo;
 
+/* The algorithm qd_conv uses for s. */
 qd_conv_algo qd_conv_pick(const qd_conv_shape *s);
+/* 1 when algo can compute s (QD_CONV_IM2COL can compute any shape). */
+int qd_conv_can(const qd_conv_shape *s, qd_conv_algo algo);
 
 /* y = clamp(conv(x, w) + b); b (co) may be NULL. QD_EFAIL when scratch
  * memory cannot be had. ctx must not be NULL. */
 int qd_conv(const qd_conv_shape *s, const float *x, const float *w, const float *b,
             float *y, qd_ctx *ctx);
+/* qd_conv with a given algorithm (tests, benchmarks); QD_EINPUT when
+ * !qd_conv_can(s, algo). */
+int qd_conv_with(qd_conv_algo algo, const qd_conv_shape *s, const float *x, const float *w,
+                 const float *b, float *y, qd_ctx *ctx);
 /* Reference: direct loops over every output and tap, double accumulation. */
 void qd_conv_ref(const qd_conv_shape *s, const float *x, const float *w, const float *b,
                  float *y);

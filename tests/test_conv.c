@@ -1,7 +1,8 @@
 /* test_conv.c - Conv, ConvTranspose, Gemm, MatMul: optimized kernels against
  * the reference loops on many random cases (threads 1 and 2), the operators
  * through check/infer/run with hand-built nodes, and the errors they report.
- * `test_conv --bench` prints GFLOP/s of two ResNet/MobileNet-like layers. */
+ * `test_conv --bench` prints GFLOP/s of ResNet/MobileNet-like layers,
+ * `test_conv --bench3x3 THREADS` im2col against Winograd on ResNet's 3x3s. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -87,8 +88,8 @@ static int conv_out(qd_conv_shape *s, int64_t pb, int64_t pr)
     return 1;
 }
 
-/* y = conv(x, w, b) both ways; b used or not */
-static void conv_cmp(const qd_conv_shape *s, qd_ctx *ctx, int with_bias, const char *tag)
+/* y = conv(x, w, b) by algo (-1: qd_conv's pick) and by the reference; b used or not */
+static void conv_cmp_algo(const qd_conv_shape *s, qd_ctx *ctx, int with_bias, const char *tag, int algo)
 {
     int64_t cig = s->ci / s->group;
     int64_t nx = s->n * s->ci * s->h * s->w, nw = s->co * cig * s->kh * s->kw;
@@ -97,7 +98,7 @@ static void conv_cmp(const qd_conv_shape *s, qd_ctx *ctx, int with_bias, const c
     float *y = malloc((size_t)ny * sizeof *y), *r = malloc((size_t)ny * sizeof *r);
     for (int64_t i = 0; i < ny; i++)
         y[i] = NAN;
-    int rc = qd_conv(s, x, w, b, y, ctx);
+    int rc = algo < 0 ? qd_conv(s, x, w, b, y, ctx) : qd_conv_with((qd_conv_algo)algo, s, x, w, b, y, ctx);
     qd_conv_ref(s, x, w, b, r);
     char what[256];
     snprintf(what, sizeof what,
@@ -105,10 +106,15 @@ static void conv_cmp(const qd_conv_shape *s, qd_ctx *ctx, int with_bias, const c
              tag, (long long)s->n, (long long)s->ci, (long long)s->h, (long long)s->w, (long long)s->co,
              (long long)s->kh, (long long)s->kw, (long long)s->sh, (long long)s->sw, (long long)s->dh,
              (long long)s->dw, (long long)s->pt, (long long)s->pl, (long long)s->oh, (long long)s->ow,
-             (long long)s->group, ctx->nthreads, (int)qd_conv_pick(s));
+             (long long)s->group, ctx->nthreads, algo < 0 ? (int)qd_conv_pick(s) : algo);
     ok(rc == QD_OK, "%s: rc %d", what, rc);
     close_enough(what, y, r, ny, cig * s->kh * s->kw);
     free(x), free(w), free(b), free(y), free(r);
+}
+
+static void conv_cmp(const qd_conv_shape *s, qd_ctx *ctx, int with_bias, const char *tag)
+{
+    conv_cmp_algo(s, ctx, with_bias, tag, -1);
 }
 
 static qd_conv_shape shape2d(int64_t n, int64_t ci, int64_t h, int64_t w, int64_t co, int64_t k,
@@ -218,6 +224,76 @@ static void test_conv_random(qd_ctx *c1, qd_ctx *c2, int count)
         if (rnd_in(0, 7) == 0)
             s.lo = 0, s.hi = rnd_in(0, 1) ? 0.5f : INFINITY;
         conv_cmp(&s, (i & 1) ? c2 : c1, (int)rnd_in(0, 1), "random");
+    }
+}
+
+/* Winograd F(2x2, 3x3) forced on 3x3 stride-1 shapes it would not always be
+ * picked for: odd and tiny planes, pads 0/1/2 and asymmetric, batch 1 and 3,
+ * several tile blocks, clamps; plus the shapes qd_conv_pick gives it. */
+static void test_conv_winograd(qd_ctx *c1, qd_ctx *c2, int count)
+{
+    qd_ctx *cs[2] = {c1, c2};
+    for (int t = 0; t < 2; t++) {
+        qd_conv_shape s = shape2d(2, 32, 14, 14, 32, 3, 1, 1, 1, 1);
+        ok(qd_conv_pick(&s) == QD_CONV_WINOGRAD, "3x3 s1 32->32 picks Winograd");
+        conv_cmp(&s, cs[t], 1, "wino pick");
+        s = shape2d(2, 32, 14, 14, 32, 3, 2, 1, 1, 1);
+        ok(!qd_conv_can(&s, QD_CONV_WINOGRAD), "no Winograd for stride 2");
+        ok(qd_conv_with(QD_CONV_WINOGRAD, &s, NULL, NULL, NULL, NULL, cs[t]) == QD_EINPUT,
+           "forced Winograd on stride 2 is refused");
+        s = shape2d(2, 32, 14, 14, 32, 3, 1, 2, 2, 1);
+        ok(!qd_conv_can(&s, QD_CONV_WINOGRAD), "no Winograd for dilation 2");
+        s = shape2d(2, 32, 14, 14, 32, 3, 1, 1, 1, 2);
+        ok(!qd_conv_can(&s, QD_CONV_WINOGRAD), "no Winograd for groups");
+        /* ResNet-like, with the fused Relu, several blocks per image */
+        s = shape2d(3, 64, 56, 56, 64, 3, 1, 1, 1, 1);
+        s.lo = 0;
+        conv_cmp_algo(&s, cs[t], 1, "wino 56x56 relu", QD_CONV_WINOGRAD);
+        s = shape2d(3, 256, 7, 7, 128, 3, 1, 1, 1, 1);
+        conv_cmp_algo(&s, cs[t], 1, "wino 7x7 blocks across images", QD_CONV_WINOGRAD);
+        s = shape2d(1, 1, 1, 1, 1, 3, 1, 1, 1, 1);
+        conv_cmp_algo(&s, cs[t], 1, "wino 1x1 plane", QD_CONV_WINOGRAD);
+        s = shape2d(1, 3, 3, 3, 2, 3, 1, 1, 0, 1);
+        conv_cmp_algo(&s, cs[t], 0, "wino 3x3 plane no pad", QD_CONV_WINOGRAD);
+    }
+    for (int i = 0; i < count; i++) {
+        qd_conv_shape s = {.kh = 3, .kw = 3, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .group = 1,
+                           .lo = -INFINITY, .hi = INFINITY};
+        s.n = rnd_in(0, 1) ? 3 : 1;
+        s.ci = rnd_in(1, 40);
+        s.co = rnd_in(1, 40);
+        s.h = rnd_in(1, 40);
+        s.w = rnd_in(1, 40);
+        s.pt = rnd_in(0, 2);
+        s.pl = rnd_in(0, 2);
+        int64_t pb = rnd_in(0, 2), pr = rnd_in(0, 2);
+        if (!conv_out(&s, pb, pr)) {
+            i--;
+            continue;
+        }
+        int c = (int)rnd_in(0, 3);
+        if (c == 1)
+            s.lo = 0;
+        else if (c == 2)
+            s.lo = 0, s.hi = 0.5f;
+        conv_cmp_algo(&s, (i & 1) ? c2 : c1, (int)rnd_in(0, 1), "wino random", QD_CONV_WINOGRAD);
+    }
+}
+
+/* 1x1 stride-1 unpadded (sgemm straight on x, epilogue on the tile): odd
+ * channel counts and planes, batch 1 and 3, clamps. */
+static void test_conv_1x1(qd_ctx *c1, qd_ctx *c2, int count)
+{
+    for (int i = 0; i < count; i++) {
+        int64_t hw = rnd_in(1, 20);
+        qd_conv_shape s = shape2d(rnd_in(0, 1) ? 3 : 1, rnd_in(1, 40), hw, rnd_in(1, 40), rnd_in(1, 40), 1, 1, 1,
+                                  0, 1);
+        int c = (int)rnd_in(0, 2);
+        if (c == 1)
+            s.lo = 0, s.hi = 6;
+        else if (c == 2)
+            s.lo = -0.5f, s.hi = 0.5f;
+        conv_cmp(&s, (i & 1) ? c2 : c1, (int)rnd_in(0, 1), "1x1 random");
     }
 }
 
@@ -785,24 +861,47 @@ static double now(clockid_t id)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void bench_one(const char *name, const qd_conv_shape *s, qd_ctx *ctx, int reps)
+static void bench_algo(const char *name, const qd_conv_shape *s, qd_ctx *ctx, int reps, int algo)
 {
     int64_t cig = s->ci / s->group;
     float *x = rnd_floats(s->n * s->ci * s->h * s->w), *w = rnd_floats(s->co * cig * s->kh * s->kw);
     float *b = rnd_floats(s->co), *y = malloc((size_t)(s->n * s->co * s->oh * s->ow) * sizeof *y);
-    qd_conv(s, x, w, b, y, ctx); /* warm up */
+    qd_conv_with(algo < 0 ? qd_conv_pick(s) : (qd_conv_algo)algo, s, x, w, b, y, ctx); /* warm up */
     double best = 1e30, cpu = 1e30; /* wall, and CPU time of the process (a busy machine) */
     for (int r = 0; r < reps; r++) {
         double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
-        qd_conv(s, x, w, b, y, ctx);
+        qd_conv_with(algo < 0 ? qd_conv_pick(s) : (qd_conv_algo)algo, s, x, w, b, y, ctx);
         double dt = now(CLOCK_MONOTONIC) - t0, dc = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
         best = dt < best ? dt : best;
         cpu = dc < cpu ? dc : cpu;
     }
     double flops = 2.0 * s->n * s->co * s->oh * s->ow * cig * s->kh * s->kw;
-    printf("%-32s threads %d: %8.2f ms %6.1f GFLOP/s | per CPU-second %6.1f GFLOP/s\n", name, ctx->nthreads,
-           best * 1e3, flops / best * 1e-9, flops / cpu * 1e-9);
+    printf("%-32s algo %d threads %d: %8.2f ms %6.1f GFLOP/s | per CPU-second %6.1f GFLOP/s\n", name, algo < 0 ? (int)qd_conv_pick(s) : algo,
+           ctx->nthreads, best * 1e3, flops / best * 1e-9, flops / cpu * 1e-9);
     free(x), free(w), free(b), free(y);
+}
+
+static void bench_one(const char *name, const qd_conv_shape *s, qd_ctx *ctx, int reps)
+{
+    bench_algo(name, s, ctx, reps, -1);
+}
+
+/* 3x3 stride-1 layers of ResNet-18 by im2col and by Winograd */
+static void bench_3x3(int nthreads)
+{
+    qd_ctx *c = ctx_new(nthreads);
+    static const int64_t layers[][3] = {{64, 56, 64}, {128, 28, 64}, {256, 14, 64}, {512, 7, 64},
+                                        {64, 56, 1}, {128, 28, 1}, {256, 14, 1}, {512, 7, 1}};
+    for (int i = 0; i < 8; i++) {
+        char name[64];
+        int64_t ch = layers[i][0], hw = layers[i][1], n = layers[i][2];
+        snprintf(name, sizeof name, "3x3 %lld ch %lldx%lld b%lld", (long long)ch, (long long)hw, (long long)hw,
+                 (long long)n);
+        qd_conv_shape s = shape2d(n, ch, hw, hw, ch, 3, 1, 1, 1, 1);
+        bench_algo(name, &s, c, n > 1 ? 3 : 20, QD_CONV_IM2COL);
+        bench_algo(name, &s, c, n > 1 ? 3 : 20, QD_CONV_WINOGRAD);
+    }
+    ctx_free(c);
 }
 
 static void bench(void)
@@ -830,6 +929,10 @@ static void bench(void)
 
 int main(int argc, char **argv)
 {
+    if (argc > 2 && !strcmp(argv[1], "--bench3x3")) {
+        bench_3x3(atoi(argv[2]));
+        return 0;
+    }
     if (argc > 1 && !strcmp(argv[1], "--bench")) {
         bench();
         return 0;
@@ -837,6 +940,8 @@ int main(int argc, char **argv)
     qd_ctx *c1 = ctx_new(1), *c2 = ctx_new(2);
     test_conv_fixed(c1, c2);
     test_conv_random(c1, c2, 400);
+    test_conv_winograd(c1, c2, 300);
+    test_conv_1x1(c1, c2, 200);
     test_convt_random(c1, c2, 150);
     test_conv_op(c1, c2);
     test_convt_op_known(c1);
