@@ -6,6 +6,7 @@
 
 #include <cblas.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 static const qd_op *const families[] = {qd_ops_conv, qd_ops_math, qd_ops_shape, qd_ops_pool};
 
@@ -83,11 +84,9 @@ void qd_ctx_for(qd_ctx *ctx, int64_t n, int64_t grain, qd_range_fn fn, void *arg
 
 void qd_blas_set_threads(int n)
 {
-    static int current = -1;
-    if (n != current) {
+    static atomic_int current = -1;
+    if (atomic_exchange(&current, n) != n)
         openblas_set_num_threads(n);
-        current = n;
-    }
 }
 
 int qd_broadcast_shape(int ra, const int64_t *a, int rb, const int64_t *b,
