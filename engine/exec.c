@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct qd_exec {
     const qd_graph *g;
@@ -13,6 +14,7 @@ struct qd_exec {
     qd_node_hook hook;
     void *hook_user;
     size_t max_bytes;     /* per output tensor, 0 = no limit */
+    double *node_ms;      /* per node, last run */
     qd_tensor **inbuf, **outbuf; /* per-node pointer arrays, sized for the widest node */
 };
 
@@ -34,8 +36,9 @@ qd_exec *qd_exec_new(const qd_graph *g, int nthreads, qd_err *e)
     x->vals = calloc((size_t)g->nvalues + 1, sizeof *x->vals);
     x->have = calloc((size_t)g->nvalues + 1, 1);
     x->inbuf = calloc((size_t)widest, sizeof *x->inbuf);
+    x->node_ms = calloc((size_t)g->nnodes + 1, sizeof *x->node_ms);
     x->outbuf = calloc((size_t)widest, sizeof *x->outbuf);
-    if (!x->vals || !x->have || !x->inbuf || !x->outbuf)
+    if (!x->vals || !x->have || !x->inbuf || !x->outbuf || !x->node_ms)
         goto oom;
     for (int v = 0; v < g->nvalues; v++)
         if (g->values[v].init) {
@@ -70,6 +73,7 @@ void qd_exec_free(qd_exec *x)
     free(x->have);
     free(x->inbuf);
     free(x->outbuf);
+    free(x->node_ms);
     free(x);
 }
 
@@ -82,6 +86,18 @@ void qd_exec_set_hook(qd_exec *x, qd_node_hook hook, void *user)
 void qd_exec_set_max_bytes(qd_exec *x, size_t max_bytes)
 {
     x->max_bytes = max_bytes;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+double qd_exec_node_ms(const qd_exec *x, int i)
+{
+    return i >= 0 && i < x->g->nnodes ? x->node_ms[i] : 0;
 }
 
 static int check_input(const qd_value *v, const qd_tensor *t, qd_err *e)
@@ -134,9 +150,11 @@ int qd_exec_run(qd_exec *x, const qd_tensor *inputs, int ninputs, qd_err *e)
             }
             x->outbuf[j] = t;
         }
+        double t0 = now_ms();
         int rc = n->op->infer(n, x->inbuf, x->outbuf, e);
         if (!rc)
             rc = n->op->run(n, x->inbuf, x->outbuf, &x->ctx);
+        x->node_ms[i] = now_ms() - t0;
         if (rc) {
             qd_errf(e, rc, "failed");
             qd_err_prefix(e, "node '%s' (%s)", n->name, n->op_type);

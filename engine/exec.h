@@ -29,6 +29,9 @@ void qd_exec_set_max_bytes(qd_exec *x, size_t max_bytes);
  * and fixed dims (QD_EINPUT naming the input on mismatch). */
 int qd_exec_run(qd_exec *x, const qd_tensor *inputs, int ninputs, qd_err *e);
 
+/* Wall time node i took in the last run, milliseconds (infer + run). */
+double qd_exec_node_ms(const qd_exec *x, int i);
+
 /* Value v's tensor after the last run (NULL if never computed); borrowed
  * until the next run or free. */
 const qd_tensor *qd_exec_value(const qd_exec *x, int v);

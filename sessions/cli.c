@@ -288,15 +288,58 @@ static const char run_help[] =
     "                     Conv+Relu/Clip fusion)\n"
     "  --output-name NAME which graph output to write\n"
     "  --repeat R         timed runs (default 1); --warmup W untimed runs first\n"
+    "  --profile          time per op type of the last run, on stderr\n"
     "  --json             print {\"output\", \"shape\", \"ms\"} on stdout\n";
+
+/* Per op type: nodes, milliseconds and share of the last run, on stderr. */
+static void print_profile(const qd_graph *g, const qd_exec *x)
+{
+    typedef struct { char op[48]; int n; double ms; } row;
+    row t[64];
+    int nt = 0;
+    double total = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        const qd_node *n = &g->nodes[i];
+        char label[48];
+        const qd_tensor *w = strcmp(n->op_type, "Conv") == 0 ? qd_node_const_input(g, n, 1) : NULL;
+        if (w && w->ndim == 4) /* convs by kind: they dominate */
+            snprintf(label, sizeof label, "Conv %s%lldx%lld", qd_attr_int(n, "group", 1) > 1 ? "group " : "",
+                     (long long)w->shape[2], (long long)w->shape[3]);
+        else
+            snprintf(label, sizeof label, "%s", n->op_type);
+        int k = 0;
+        while (k < nt && strcmp(t[k].op, label) != 0)
+            k++;
+        if (k == nt && nt < 64) {
+            t[nt] = (row){"", 0, 0};
+            snprintf(t[nt++].op, sizeof t[0].op, "%s", label);
+        }
+        if (k < nt) {
+            t[k].n++;
+            t[k].ms += qd_exec_node_ms(x, i);
+        }
+        total += qd_exec_node_ms(x, i);
+    }
+    for (int a = 0; a < nt; a++) /* by time, descending */
+        for (int b = a + 1; b < nt; b++)
+            if (t[b].ms > t[a].ms) {
+                row tmp = t[a];
+                t[a] = t[b];
+                t[b] = tmp;
+            }
+    fprintf(stderr, "profile of the last run: %.1f ms in %d nodes\n", total, g->nnodes);
+    for (int k = 0; k < nt; k++)
+        fprintf(stderr, "  %-22s %4d nodes %9.1f ms %5.1f%%\n", t[k].op, t[k].n, t[k].ms,
+                total > 0 ? 100 * t[k].ms / total : 0);
+}
 
 static int cmd_run(int argc, char **argv, qd_err *e)
 {
     opt opts[] = {{"--input", 1, NULL},  {"--output", 1, NULL}, {"--threads", 1, NULL},
                   {"--output-name", 1, NULL}, {"--repeat", 1, NULL}, {"--warmup", 1, NULL},
                   {"--json", 0, NULL},   {"--help", 0, NULL},   {"-h", 0, NULL},
-                  {"--no-fuse", 0, NULL}, {0}};
-    enum { IN, OUT, THREADS, ONAME, REPEAT, WARMUP, JSON, HELP, H, NOFUSE };
+                  {"--no-fuse", 0, NULL}, {"--profile", 0, NULL}, {0}};
+    enum { IN, OUT, THREADS, ONAME, REPEAT, WARMUP, JSON, HELP, H, NOFUSE, PROFILE };
     args a;
     if (parse("run", argc, argv, opts, 1, &a, e))
         return e->code;
@@ -353,6 +396,8 @@ static int cmd_run(int argc, char **argv, qd_err *e)
         if (r >= warmup)
             ms[r - warmup] = now_ms() - t0;
     }
+    if (opts[PROFILE].val)
+        print_profile(g, x);
     const qd_tensor *y = qd_exec_output(x, oi);
     if (opts[OUT].val && (rc = qd_npy_write(opts[OUT].val, y, e)))
         goto out;
