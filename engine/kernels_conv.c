@@ -372,6 +372,84 @@ static void store_rows(float *y, int64_t ldy, const float *t, int64_t ldt, int64
     }
 }
 
+/* ---- 1x1 convolution with few input channels: register-blocked ----
+ * For a small K, OpenBLAS spends much of the product packing and making extra
+ * passes over C (zeroing for beta = 0, then our bias/clamp pass). This kernel
+ * keeps 8 rows x 2 vectors of outputs in registers over all of K and writes
+ * each output once, with bias and clamp. */
+
+#ifndef SMALLK_MAX
+#define SMALLK_MAX 160 /* inputs per output up to which it beats sgemm (MobileNetV2) */
+#endif
+#define SMALLK_TILE 512 /* columns of X kept in L2 while all rows pass over them */
+
+/* 8 rows x (2 VL) outputs at y, ncols (<= 2 VL) of them valid. */
+static inline __attribute__((always_inline)) void
+smallk_block8(int64_t K, const float *w, const float *x, int64_t ldx, const float *b, float *y, int64_t ldy,
+              int64_t ncols, vf vlo, vf vhi, int act)
+{
+    vf a0[8], a1[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++)
+        a0[r] = a1[r] = vsplat(b ? b[r] : 0.0f);
+    int64_t n0 = ncols < VL ? ncols : VL, n1 = ncols - n0;
+    if (n1 == VL) {
+        for (int64_t k = 0; k < K; k++) {
+            vf x0 = vld(x + k * ldx), x1 = vld(x + k * ldx + VL);
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++) {
+                vf wv = vsplat(w[r * K + k]);
+                a0[r] = vfma(wv, x0, a0[r]);
+                a1[r] = vfma(wv, x1, a1[r]);
+            }
+        }
+    } else {
+        for (int64_t k = 0; k < K; k++) {
+            vf x0 = n0 == VL ? vld(x + k * ldx) : vld_n(x + k * ldx, n0);
+            vf x1 = n1 > 0 ? vld_n(x + k * ldx + VL, n1) : vsplat(0.0f);
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++) {
+                vf wv = vsplat(w[r * K + k]);
+                a0[r] = vfma(wv, x0, a0[r]);
+                a1[r] = vfma(wv, x1, a1[r]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++) {
+        vf v0 = act ? vclamp(a0[r], vlo, vhi) : a0[r], v1 = act ? vclamp(a1[r], vlo, vhi) : a1[r];
+        float *yr = y + r * ldy;
+        if (n1 == VL) {
+            vst(yr, v0);
+            vst(yr + VL, v1);
+        } else {
+            if (n0 == VL) vst(yr, v0); else vst_n(yr, v0, n0);
+            if (n1 > 0) vst_n(yr + VL, v1, n1);
+        }
+    }
+}
+
+/* Y (M, n), row stride ldy, = clamp(W (M, K) @ X (K, n), row stride ldx, + b);
+ * M a multiple of 8. */
+static void gemm_smallk(int64_t M, int64_t n, int64_t K, const float *w, const float *x, int64_t ldx,
+                        const float *b, float *y, int64_t ldy, float lo, float hi)
+{
+    vf vlo = vsplat(lo), vhi = vsplat(hi);
+    int act = has_clamp(lo, hi);
+    for (int64_t j0 = 0; j0 < n; j0 += SMALLK_TILE) {
+        int64_t j1 = min64(n, j0 + SMALLK_TILE);
+        for (int64_t r = 0; r < M; r += 8)
+            for (int64_t j = j0; j < j1; j += 2 * VL)
+                smallk_block8(K, w + r * K, x + j, ldx, b ? b + r : NULL, y + r * ldy + j, ldy, min64(2 * VL, j1 - j),
+                              vlo, vhi, act);
+    }
+}
+
+static int use_smallk(int64_t M, int64_t K)
+{
+    return K <= SMALLK_MAX && M % 8 == 0;
+}
+
 /* Work items are (image block, group, row tile): a tile is a few output rows
  * of one image, or whole images side by side when they are small, so that
  * every sgemm has enough columns to pay for packing W. */
@@ -397,6 +475,10 @@ static int gemm_rows(gemm_job *j, int64_t n, int64_t g, int64_t oy0, int64_t oy1
     float *y = j->y + (n * s->co + g * cog) * ohw + oy0 * s->ow;
     const float *bm = x + oy0 * s->ow, *bias = j->b ? j->b + g * cog : NULL;
     int64_t ldb = s->h * s->w;
+    if (j->direct && use_smallk(cog, K)) {
+        gemm_smallk(cog, cols, K, j->w + g * cog * K, bm, ldb, bias, y, ohw, s->lo, s->hi);
+        return QD_OK;
+    }
     if (!j->direct) {
         float *col = qd_ctx_scratch(j->ctx, tid, (size_t)max64(K * cols, 16) * sizeof(float));
         if (!col)
@@ -418,6 +500,12 @@ static int gemm_images(gemm_job *j, int64_t n0, int64_t n1, int64_t g, int tid)
     const qd_conv_shape *s = j->s;
     int64_t G = s->group, cig = s->ci / G, cog = s->co / G, K = cig * s->kh * s->kw;
     int64_t ohw = s->oh * s->ow, cols = (n1 - n0) * ohw;
+    if (j->direct && use_smallk(cog, K)) { /* no gathering needed: image by image */
+        for (int64_t n = n0; n < n1; n++)
+            gemm_smallk(cog, ohw, K, j->w + g * cog * K, j->x + (n * s->ci + g * cig) * s->h * s->w, ohw,
+                        j->b ? j->b + g * cog : NULL, j->y + (n * s->co + g * cog) * ohw, ohw, s->lo, s->hi);
+        return QD_OK;
+    }
     float *col = qd_ctx_scratch(j->ctx, tid, (size_t)((K + cog) * cols) * sizeof(float));
     if (!col)
         return QD_EFAIL;

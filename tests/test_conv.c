@@ -295,6 +295,15 @@ static void test_conv_1x1(qd_ctx *c1, qd_ctx *c2, int count)
             s.lo = -0.5f, s.hi = 0.5f;
         conv_cmp(&s, (i & 1) ? c2 : c1, (int)rnd_in(0, 1), "1x1 random");
     }
+    /* output channels a multiple of 8 and inputs on both sides of the
+     * small-K kernel's limit: the register-blocked path, column tails */
+    for (int i = 0; i < count / 2; i++) {
+        int64_t hw = rnd_in(1, 30);
+        qd_conv_shape s = shape2d(rnd_in(1, 3), rnd_in(1, 200), hw, rnd_in(1, 30), 8 * rnd_in(1, 6), 1, 1, 1, 0, 1);
+        if (i % 3 == 1)
+            s.lo = 0, s.hi = 6;
+        conv_cmp(&s, (i & 1) ? c2 : c1, (int)rnd_in(0, 1), "1x1 small-K");
+    }
 }
 
 /* ---- kernel-level transposed convolution ---- */
