@@ -8,10 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cJSON.h>
 
 #include "cpu.h"
+#include "data.h"
+#include "eval.h"
 #include "exec.h"
 #include "fuse.h"
 #include "npy.h"
@@ -420,6 +423,135 @@ out:
     return rc;
 }
 
+/* ---- qdb eval ---- */
+
+static const char eval_help[] =
+    "usage: qdb eval MODEL --data SPEC [options]\n"
+    "FP32 top-1 / top-5 accuracy of a classifier over a dataset.\n"
+    "  --data SPEC        fashion-mnist[:train|:test], idx:IMAGES[,LABELS],\n"
+    "                     npy:IMAGES[,LABELS], imagefolder:DIR\n"
+    "  --limit N          a seeded random subset of N samples (--seed S, default 0)\n"
+    "  --batch B          images per run (default 64)\n"
+    "  --threads T        worker threads (default 1)\n"
+    "  --resize R --crop C --mean A,B,C --std A,B,C --gray --bgr\n"
+    "                     image-folder preprocessing (torchvision order)\n"
+    "  --no-fuse          run the graph as it is (no BN folding / Conv+Relu fusion)\n"
+    "  --json             print {accuracy, top5, images, images_per_s, ...} on stdout\n";
+
+/* "a,b,c" -> three floats */
+static int parse_floats3(const char *cmd, const char *name, const char *s, float v[3], qd_err *e)
+{
+    char *end;
+    const char *p = s;
+    for (int i = 0; i < 3; i++) {
+        errno = 0;
+        v[i] = strtof(p, &end);
+        if (end == p || errno || (i < 2 && *end != ',') || (i == 2 && *end))
+            return qd_errf(e, QD_EINPUT, "qdb %s: %s must be three numbers like 0.485,0.456,0.406, got '%s'", cmd,
+                           name, s);
+        p = end + 1;
+    }
+    return QD_OK;
+}
+
+/* Progress bar on stderr: done/total, rate and ETA. */
+typedef struct progress { double t0; int tty; } progress;
+
+static int show_progress(void *user, int64_t done, int64_t total)
+{
+    progress *p = user;
+    double el = now_ms() / 1e3 - p->t0, rate = el > 0 ? done / el : 0;
+    int w = 30, fill = total ? (int)(w * done / total) : w;
+    fprintf(stderr, "\r[%.*s%*s] %lld/%lld  %.0f img/s  ETA %.0fs ", fill, "##############################",
+            w - fill, "", (long long)done, (long long)total, rate, rate > 0 ? (total - done) / rate : 0);
+    if (done == total)
+        fputc('\n', stderr);
+    return 0;
+}
+
+static int cmd_eval(int argc, char **argv, qd_err *e)
+{
+    opt opts[] = {{"--data", 1, NULL},  {"--limit", 1, NULL},  {"--seed", 1, NULL},    {"--batch", 1, NULL},
+                  {"--threads", 1, NULL}, {"--json", 0, NULL}, {"--no-fuse", 0, NULL}, {"--resize", 1, NULL},
+                  {"--crop", 1, NULL},  {"--mean", 1, NULL},   {"--std", 1, NULL},     {"--gray", 0, NULL},
+                  {"--bgr", 0, NULL},   {"--help", 0, NULL},   {"-h", 0, NULL},        {0}};
+    enum { DATA, LIMIT, SEED, BATCH, THREADS, JSON, NOFUSE, RESIZE, CROP, MEAN, STD, GRAY, BGR, HELP, H };
+    args a;
+    if (parse("eval", argc, argv, opts, 1, &a, e))
+        return e->code;
+    if (opts[HELP].val || opts[H].val)
+        return fputs(eval_help, stdout), QD_OK;
+    if (a.npos != 1)
+        return qd_errf(e, QD_EINPUT, "qdb eval: give one MODEL (see qdb eval --help)");
+    if (!opts[DATA].val)
+        return qd_errf(e, QD_EINPUT, "qdb eval: --data SPEC is required (e.g. --data fashion-mnist)");
+    long limit = -1, seed = 0, batch = 64, threads = 1, resize = 0, crop = 0;
+    qd_data_opts dopt = {0};
+    if ((opts[LIMIT].val && parse_int("eval", "--limit", opts[LIMIT].val, 1, 1L << 40, &limit, e)) ||
+        (opts[SEED].val && parse_int("eval", "--seed", opts[SEED].val, 0, 1L << 62, &seed, e)) ||
+        (opts[BATCH].val && parse_int("eval", "--batch", opts[BATCH].val, 1, 65536, &batch, e)) ||
+        (opts[THREADS].val && parse_int("eval", "--threads", opts[THREADS].val, 1, 64, &threads, e)) ||
+        (opts[RESIZE].val && parse_int("eval", "--resize", opts[RESIZE].val, 1, 1 << 16, &resize, e)) ||
+        (opts[CROP].val && parse_int("eval", "--crop", opts[CROP].val, 1, 1 << 16, &crop, e)) ||
+        (opts[MEAN].val && parse_floats3("eval", "--mean", opts[MEAN].val, dopt.mean, e)) ||
+        (opts[STD].val && parse_floats3("eval", "--std", opts[STD].val, dopt.std, e)))
+        return e->code;
+    dopt.resize = (int)resize;
+    dopt.crop = (int)crop;
+    dopt.gray = opts[GRAY].val != NULL;
+    dopt.bgr = opts[BGR].val != NULL;
+
+    int rc;
+    qd_dataset *d = NULL;
+    qd_graph *g = qd_graph_load(a.pos[0], e);
+    if (!g)
+        return e->code;
+    if (!(d = qd_data_open(opts[DATA].val, &dopt, e))) {
+        rc = e->code;
+        goto out;
+    }
+    if (limit > 0 && (rc = qd_data_limit(d, limit, (uint64_t)seed, e)))
+        goto out;
+    if (!opts[NOFUSE].val && (rc = qd_graph_fuse(g, NULL, e)))
+        goto out;
+    progress pr = {now_ms() / 1e3, isatty(2)};
+    qd_eval_opts eo = {.batch = batch, .nthreads = (int)threads, .progress = pr.tty ? show_progress : NULL,
+                       .user = &pr};
+    qd_eval_result r;
+    if ((rc = qd_eval_run(g, d, &eo, &r, e))) {
+        qd_err_prefix(e, "%s on %s", a.pos[0], opts[DATA].val);
+        goto out;
+    }
+    double acc = r.images ? (double)r.top1 / r.images : 0, top5 = r.images ? (double)r.top5 / r.images : 0;
+    double ips = r.seconds > 0 ? r.images / r.seconds : 0;
+    if (opts[JSON].val) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "model", a.pos[0]);
+        cJSON_AddStringToObject(j, "data", qd_data_describe(d));
+        cJSON_AddItemToObject(j, "accuracy", r.labeled ? cJSON_CreateNumber(acc) : cJSON_CreateNull());
+        cJSON_AddItemToObject(j, "top5", r.labeled && r.classes >= 5 ? cJSON_CreateNumber(top5) : cJSON_CreateNull());
+        cJSON_AddNumberToObject(j, "correct", (double)r.top1);
+        cJSON_AddNumberToObject(j, "images", (double)r.images);
+        cJSON_AddNumberToObject(j, "images_per_s", ips);
+        cJSON_AddNumberToObject(j, "seconds", r.seconds);
+        cJSON_AddNumberToObject(j, "threads", (double)threads);
+        cJSON_AddNumberToObject(j, "batch", (double)batch);
+        rc = print_json(j);
+        goto out;
+    }
+    printf("model: %s\ndata:  %s\n", a.pos[0], qd_data_describe(d));
+    if (r.labeled)
+        printf("top-1: %.4f (%lld/%lld)\ntop-5: %.4f\n", acc, (long long)r.top1, (long long)r.images,
+               r.classes >= 5 ? top5 : acc);
+    else
+        printf("no labels: accuracy not computed (%lld images)\n", (long long)r.images);
+    printf("speed: %.0f images/s (%d thread%s, batch %ld)\n", ips, (int)threads, threads > 1 ? "s" : "", batch);
+out:
+    qd_data_free(d);
+    qd_graph_free(g);
+    return rc;
+}
+
 /* ---- the command table ---- */
 
 typedef struct command {
@@ -431,6 +563,7 @@ typedef struct command {
 static const command commands[] = {
     {"info", cmd_info, "inputs, outputs and the layer table of a model"},
     {"run", cmd_run, "FP32 inference of one NPY tensor"},
+    {"eval", cmd_eval, "FP32 top-1/top-5 accuracy over a dataset"},
 };
 
 static void usage(FILE *f)
