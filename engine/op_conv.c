@@ -453,7 +453,7 @@ static int gemm_run(const qd_node *n, qd_tensor *const *in, qd_tensor **out, qd_
             for (int64_t j = 0; j < d.n; j++)
                 y[i * d.n + j] = c[(d.crows == 1 ? 0 : i) * d.ccols + (d.ccols == 1 ? 0 : j)];
     }
-    qd_blas_set_threads(ctx->nthreads);
+    qd_blas_set_threads(qd_blas_threads_for(ctx->nthreads, d.m * d.n * d.k));
     return qd_sgemm(d.ta, d.tb, d.m, d.n, d.k, alpha, in[0]->data, d.ta ? d.m : d.k, in[1]->data,
                     d.tb ? d.k : d.n, beta, y, d.n);
 }
@@ -573,7 +573,7 @@ static int matmul_run(const qd_node *n, qd_tensor *const *in, qd_tensor **out, q
         b_shared &= d.bstr[i] == 0 || d.bshape[i] == 1;
     }
     if (a_full && b_shared) { /* (batch*m, k) @ (k, n) in one call */
-        qd_blas_set_threads(ctx->nthreads);
+        qd_blas_set_threads(qd_blas_threads_for(ctx->nthreads, d.batch * d.m * d.n * d.k));
         return qd_sgemm(0, 0, d.batch * d.m, d.n, d.k, 1.0f, a, d.k, b, d.n, 0.0f, y, d.n);
     }
     mm_job j = {.d = &d, .a = a, .b = b, .y = y};

@@ -89,6 +89,11 @@ void qd_blas_set_threads(int n)
         openblas_set_num_threads(n);
 }
 
+int qd_blas_threads_for(int nthreads, int64_t macs)
+{
+    return macs < ((int64_t)4 << 20) ? 1 : nthreads;
+}
+
 int qd_broadcast_shape(int ra, const int64_t *a, int rb, const int64_t *b,
                        int *rout, int64_t *out, qd_err *e)
 {

@@ -58,6 +58,9 @@ void *qd_ctx_scratch(qd_ctx *ctx, int tid, size_t bytes);
 void qd_ctx_for(qd_ctx *ctx, int64_t n, int64_t grain, qd_range_fn fn, void *arg);
 /* Set OpenBLAS's own thread count (1 inside qd_ctx_for workers). */
 void qd_blas_set_threads(int n);
+/* Threads worth giving one sgemm of `macs` multiply-adds: waking OpenBLAS's
+ * workers costs more than a small product gains (1 below ~4M MACs). */
+int qd_blas_threads_for(int nthreads, int64_t macs);
 
 /* numpy broadcasting of a and b into out (rank max(ra, rb)); out may alias
  * a or b. QD_EINPUT when incompatible. */
