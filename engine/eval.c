@@ -1,16 +1,9 @@
 /* eval.c - top-1 / top-5 accuracy of a classifier over a dataset. */
 #include "eval.h"
+#include "util.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* Does a C x H x W sample fit the model's single NCHW input? */
 static int check_fit(const qd_graph *g, const qd_dataset *d, qd_err *e)
@@ -65,7 +58,7 @@ int qd_eval_run(const qd_graph *g, qd_dataset *d, const qd_eval_opts *o, qd_eval
         rc = qd_errf(e, QD_EFAIL, "out of memory");
         goto out;
     }
-    double t0 = now_s();
+    double t0 = qd_now_ms() / 1e3;
     for (int64_t start = 0; start < total; start += batch) {
         int64_t n = total - start < batch ? total - start : batch;
         if ((rc = qd_data_batch(d, start, n, &x, labels, e)) || (rc = qd_exec_run(ex, &x, 1, e)))
@@ -89,7 +82,7 @@ int qd_eval_run(const qd_graph *g, qd_dataset *d, const qd_eval_opts *o, qd_eval
             break;
         }
     }
-    r->seconds = now_s() - t0;
+    r->seconds = qd_now_ms() / 1e3 - t0;
 out:
     qd_exec_free(ex);
     qd_tensor_free(&x);

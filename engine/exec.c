@@ -1,10 +1,10 @@
 /* exec.c - runs a graph node by node: infer shapes from the actual inputs,
  * size the output buffers (kept across runs), run the kernel. */
 #include "exec.h"
+#include "util.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct qd_exec {
     const qd_graph *g;
@@ -88,13 +88,6 @@ void qd_exec_set_max_bytes(qd_exec *x, size_t max_bytes)
     x->max_bytes = max_bytes;
 }
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 double qd_exec_node_ms(const qd_exec *x, int i)
 {
     return i >= 0 && i < x->g->nnodes ? x->node_ms[i] : 0;
@@ -150,11 +143,11 @@ int qd_exec_run(qd_exec *x, const qd_tensor *inputs, int ninputs, qd_err *e)
             }
             x->outbuf[j] = t;
         }
-        double t0 = now_ms();
+        double t0 = qd_now_ms();
         int rc = n->op->infer(n, x->inbuf, x->outbuf, e);
         if (!rc)
             rc = n->op->run(n, x->inbuf, x->outbuf, &x->ctx);
-        x->node_ms[i] = now_ms() - t0;
+        x->node_ms[i] = qd_now_ms() - t0;
         if (rc) {
             qd_errf(e, rc, "failed");
             qd_err_prefix(e, "node '%s' (%s)", n->name, n->op_type);

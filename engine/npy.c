@@ -1,5 +1,6 @@
 /* npy.c - reading and writing NumPy .npy files. */
 #include "npy.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -153,24 +154,6 @@ static int read_header(src *r, uint64_t size, const char *path, qd_npy_info *inf
     return QD_OK;
 }
 
-/* Open path for reading; its size goes to *size. */
-static FILE *open_regular(const char *path, uint64_t *size, qd_err *e)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        qd_errf(e, QD_EINPUT, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        qd_errf(e, QD_EINPUT, "%s: not a regular file", path);
-        fclose(f);
-        return NULL;
-    }
-    *size = (uint64_t)st.st_size;
-    return f;
-}
-
 /* Read the data info describes from r into t. */
 static int read_data(src *r, const qd_npy_info *info, const char *path, qd_tensor *t, qd_err *e)
 {
@@ -186,7 +169,7 @@ static int read_data(src *r, const qd_npy_info *info, const char *path, qd_tenso
 int qd_npy_read(const char *path, qd_tensor *t, qd_err *e)
 {
     uint64_t size;
-    FILE *f = open_regular(path, &size, e);
+    FILE *f = qd_open_regular(path, &size, e);
     if (!f)
         return e ? e->code : QD_EINPUT;
     src r = {.f = f};
@@ -211,7 +194,7 @@ int qd_npy_read_mem(const void *buf, size_t size, const char *name, qd_tensor *t
 int qd_npy_info_read(const char *path, qd_npy_info *info, qd_err *e)
 {
     uint64_t size;
-    FILE *f = open_regular(path, &size, e);
+    FILE *f = qd_open_regular(path, &size, e);
     if (!f)
         return e ? e->code : QD_EINPUT;
     src r = {.f = f};

@@ -9,6 +9,7 @@
 #include "graph.h"
 #include "ops.h"
 #include "onnx.pb-c.h"
+#include "util.h"
 
 #define MAX_MODEL_BYTES ((size_t)2 << 30) /* protobuf's own 2 GiB limit */
 
@@ -624,40 +625,22 @@ fail:
 /* Read a whole file; NULL with e set on failure. */
 static void *read_file(const char *path, size_t *len, qd_err *e)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        qd_errf(e, QD_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+    uint64_t size;
+    FILE *f = qd_open_regular(path, &size, e);
+    if (!f)
         return NULL;
-    }
     char *buf = NULL;
-    struct stat st;
-    if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
-        qd_errf(e, QD_EINPUT, "%s: not a regular file%s", path, S_ISDIR(st.st_mode) ? " (a directory)" : "");
-        goto out;
-    }
-    if (fseek(f, 0, SEEK_END) || ftell(f) < 0) {
-        qd_errf(e, QD_EINPUT, "%s: cannot read: not a regular file", path);
-        goto out;
-    }
-    long sz = ftell(f);
-    if ((size_t)sz > MAX_MODEL_BYTES) {
+    if (size > MAX_MODEL_BYTES) {
         qd_errf(e, QD_EINPUT, "%s: file is larger than 2 GiB", path);
-        goto out;
-    }
-    rewind(f);
-    buf = malloc((size_t)sz + 1);
-    if (!buf) {
-        qd_errf(e, QD_EFAIL, "%s: out of memory reading %ld bytes", path, sz);
-        goto out;
-    }
-    if (fread(buf, 1, (size_t)sz, f) != (size_t)sz) {
+    } else if (!(buf = malloc((size_t)size + 1))) {
+        qd_errf(e, QD_EFAIL, "%s: out of memory reading %llu bytes", path, (unsigned long long)size);
+    } else if (fread(buf, 1, (size_t)size, f) != (size_t)size) {
         qd_errf(e, QD_EINPUT, "%s: read error", path);
         free(buf);
         buf = NULL;
-        goto out;
+    } else {
+        *len = (size_t)size;
     }
-    *len = (size_t)sz;
-out:
     fclose(f);
     return buf;
 }

@@ -19,6 +19,7 @@
 #include "fuse.h"
 #include "npy.h"
 #include "summary.h"
+#include "util.h"
 
 #define QD_VERSION "0.1.0"
 
@@ -103,13 +104,6 @@ static int parse_shape(const char *cmd, const char *s, int *nd, int64_t *dims, q
     if (!*nd)
         return qd_errf(e, QD_EINPUT, "qdb %s: --shape is empty", cmd);
     return QD_OK;
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 /* Print a JSON object on stdout and free it. */
@@ -391,13 +385,13 @@ static int cmd_run(int argc, char **argv, qd_err *e)
         goto out;
     }
     for (long r = 0; r < warmup + repeat; r++) {
-        double t0 = now_ms();
+        double t0 = qd_now_ms();
         if ((rc = qd_exec_run(x, &in, 1, e))) {
             qd_err_prefix(e, "%s (input %s)", a.pos[0], opts[IN].val);
             goto out;
         }
         if (r >= warmup)
-            ms[r - warmup] = now_ms() - t0;
+            ms[r - warmup] = qd_now_ms() - t0;
     }
     if (opts[PROFILE].val)
         print_profile(g, x);
@@ -460,7 +454,7 @@ typedef struct progress { double t0; int tty; } progress;
 static int show_progress(void *user, int64_t done, int64_t total)
 {
     progress *p = user;
-    double el = now_ms() / 1e3 - p->t0, rate = el > 0 ? done / el : 0;
+    double el = qd_now_ms() / 1e3 - p->t0, rate = el > 0 ? done / el : 0;
     int w = 30, fill = total ? (int)(w * done / total) : w;
     fprintf(stderr, "\r[%.*s%*s] %lld/%lld  %.0f img/s  ETA %.0fs ", fill, "##############################",
             w - fill, "", (long long)done, (long long)total, rate, rate > 0 ? (total - done) / rate : 0);
@@ -514,7 +508,7 @@ static int cmd_eval(int argc, char **argv, qd_err *e)
         goto out;
     if (!opts[NOFUSE].val && (rc = qd_graph_fuse(g, NULL, e)))
         goto out;
-    progress pr = {now_ms() / 1e3, isatty(2)};
+    progress pr = {qd_now_ms() / 1e3, isatty(2)};
     qd_eval_opts eo = {.batch = batch, .nthreads = (int)threads, .progress = pr.tty ? show_progress : NULL,
                        .user = &pr};
     qd_eval_result r;
