@@ -41,6 +41,12 @@ $QDB run $good --input tests/data/bad/good_in.npy --json --repeat 3 --warmup 1 >
 check "run --repeat 3 gives 3 timings" json "j.ms.length==3 && j.ms.every(x=>x>0)" <"$tmp/rep.json"
 check "run --output overwrites an existing file atomically" bash -c \
     "cp tests/data/bad/good_in.npy $tmp/o.npy && $QDB run $good --input tests/data/bad/good_in.npy --output $tmp/o.npy && node tests/ort/compare.js $tmp/o.npy tests/data/bad/good_out.npy --rtol 1e-5 >/dev/null && ! ls $tmp/o.npy.tmp* 2>/dev/null"
+# weights in Constant nodes (Paddle / TensorFlow converters): same numbers as ORT
+cw=tests/data/const_weights.onnx
+$QDB run $cw --input tests/data/const_weights_in.npy --output "$tmp/cw.npy"
+node tests/ort/run.js $cw tests/data/const_weights_in.npy "$tmp/cw_ort.npy" >/dev/null
+check "weights in Constant nodes: qdb = ORT" bash -c "node tests/ort/compare.js $tmp/cw.npy $tmp/cw_ort.npy --rtol 1e-5 >/dev/null"
+check "weights in Constant nodes: info counts them" bash -c "$QDB info $cw --json | grep -q '\"params\":623'"
 check "--version names the BLAS kernels" bash -c "$QDB --version | grep -q 'OpenBLAS kernels: '"
 check "no arguments: usage on stderr, exit 2" bash -c "$QDB >/dev/null 2>$tmp/u; test \$? -eq 2 && grep -q 'usage: qdb COMMAND' $tmp/u"
 echo "$pass passed, $fail failed"
