@@ -1,6 +1,7 @@
 /* fuse.h - in-place graph rewrites that make FP32 execution faster without
  * changing what it computes (beyond float rounding):
- *   Conv -> BatchNormalization     BN folded into the Conv's weights and bias
+ *   Conv|Gemm -> BatchNormalization   BN folded into the weights and bias
+ *   BatchNormalization -> Conv|Gemm   BN folded forward, where the Conv has no padding
  *   Conv -> Relu | Clip            the clamp runs inside the Conv
  * A rewrite happens only where the intermediate value has no other reader and
  * is not a graph output, and the weights are constants used by that Conv
@@ -17,7 +18,14 @@ typedef struct qd_fuse_stats {
     int removed;     /* nodes removed in all */
 } qd_fuse_stats;
 
-/* Rewrite g in place; st may be NULL. QD_EFAIL on out of memory (g is then
+enum { QD_FUSE_BN = 1, QD_FUSE_ACT = 2 };
+
+/* Rewrites picked by flags (QD_FUSE_*). keep, when not NULL, has one entry
+ * per value of g: a non-zero entry keeps that value computed (no rewrite
+ * absorbs it), e.g. because a quantizer sits on it. */
+int qd_graph_fuse_ex(qd_graph *g, unsigned flags, const unsigned char *keep, qd_fuse_stats *st, qd_err *e);
+
+/* All rewrites. Rewrite g in place; st may be NULL. QD_EFAIL on out of memory (g is then
  * still valid, possibly partly rewritten). */
 int qd_graph_fuse(qd_graph *g, qd_fuse_stats *st, qd_err *e);
 

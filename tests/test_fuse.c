@@ -1,6 +1,7 @@
 /* test_fuse.c - qd_graph_fuse: the rewrites happen where they may, not where
  * they may not, and the fused graph computes what the original computes. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "exec.h"
@@ -32,8 +33,69 @@ static int run(const qd_graph *g, const qd_tensor *x, int i, qd_tensor *out)
     return rc;
 }
 
+/* Max |a - b| over max |a| for output o of two graphs on x. */
+static double rel_diff(const qd_graph *g0, const qd_graph *g1, const qd_tensor *x, int o)
+{
+    qd_tensor y0 = {0}, y1 = {0};
+    double md = INFINITY, mr = 0;
+    if (run(g0, x, o, &y0) == 0 && run(g1, x, o, &y1) == 0 && qd_tensor_numel(&y0) == qd_tensor_numel(&y1)) {
+        md = 0;
+        const float *p = y0.data, *q = y1.data;
+        for (int64_t i = 0; i < qd_tensor_numel(&y0); i++) {
+            md = fmax(md, fabs((double)p[i] - q[i]));
+            mr = fmax(mr, fabs((double)p[i]));
+        }
+    }
+    qd_tensor_free(&y0);
+    qd_tensor_free(&y1);
+    return mr > 0 ? md / mr : md;
+}
+
+/* BatchNormalizations that do not follow a Conv: Gemm -> BN folds back,
+ * BN -> Conv (no padding) and BN -> Gemm fold forward, BN -> padded Conv
+ * stays. */
+static void test_bn_forward(void)
+{
+    const char *path = "tests/data/bn_forward.onnx";
+    qd_err e = {0};
+    qd_graph *ref = qd_graph_load(path, &e), *g = qd_graph_load(path, &e);
+    qd_tensor x = {0};
+    ok(ref && g && qd_npy_read("tests/data/bn_forward_in.npy", &x, &e) == 0, "load %s: %s", path, e.msg);
+    if (!ref || !g || e.code)
+        return;
+    qd_fuse_stats st;
+    ok(qd_graph_fuse_ex(g, QD_FUSE_BN, NULL, &st, &e) == 0, "fuse: %s", e.msg);
+    ok(st.bn_folded == 4 && st.act_fused == 0, "4 BNs folded (p, r forward; s back; t forward), got %d", st.bn_folded);
+    ok(find_node(g, "q_bnorm") >= 0, "BN before a padded Conv stays");
+    ok(find_node(g, "p_bnorm") < 0 && find_node(g, "r_bnorm") < 0 && find_node(g, "s_bnorm") < 0 &&
+           find_node(g, "t_bnorm") < 0, "the other BNs are gone");
+    int r = find_node(g, "r_conv");
+    ok(r >= 0 && g->nodes[r].nin == 3, "grouped conv without bias got one");
+    for (int o = 0; o < 5; o++) {
+        double d = rel_diff(ref, g, &x, o);
+        ok(d <= 2e-6, "output %d: folded vs original relative max diff %.3g", o, d);
+    }
+    /* a kept value blocks the fold that would absorb it */
+    qd_graph *k = qd_graph_load(path, &e);
+    if (k) {
+        unsigned char *keep = calloc((size_t)k->nvalues, 1);
+        int v = qd_graph_find_value(k, "s_mm");
+        if (keep && v >= 0)
+            keep[v] = 1;
+        ok(qd_graph_fuse_ex(k, QD_FUSE_BN, keep, &st, &e) == 0 && st.bn_folded == 3 &&
+               find_node(k, "s_bnorm") >= 0, "keep[s_mm] leaves s's BN: %d folded", st.bn_folded);
+        free(keep);
+        qd_graph_free(k);
+    }
+    qd_tensor_free(&x);
+    qd_graph_free(ref);
+    qd_graph_free(g);
+}
+
 int main(void)
 {
+    test_bn_forward();
+
     qd_err e = {0};
     qd_graph *ref = qd_graph_load(MODEL, &e), *g = qd_graph_load(MODEL, &e);
     qd_tensor x = {0};
