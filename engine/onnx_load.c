@@ -252,7 +252,8 @@ static int convert_attr(const Onnx__AttributeProto *ap, qd_attr *a, const char *
             a->strings[i] = malloc(ap->strings[i].len + 1);
             if (!a->strings[i])
                 return qd_errf(e, QD_EFAIL, "out of memory");
-            memcpy(a->strings[i], ap->strings[i].data, ap->strings[i].len);
+            if (ap->strings[i].len)
+                memcpy(a->strings[i], ap->strings[i].data, ap->strings[i].len);
             a->strings[i][ap->strings[i].len] = 0;
         }
         break;

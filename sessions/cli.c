@@ -4,6 +4,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,10 @@
 #include "exec.h"
 #include "fuse.h"
 #include "npy.h"
+#include "qdq.h"
+#include "qeval.h"
+#include "qjson.h"
+#include "qsetup.h"
 #include "summary.h"
 #include "util.h"
 
@@ -25,10 +30,14 @@
 
 /* ---- option parsing ---- */
 
+#define OPT_MAXVALS 32
+
 typedef struct opt {
     const char *name;   /* "--threads" */
     int has_arg;
-    const char *val;    /* set when seen: the argument, or "" for flags */
+    const char *val;    /* set when seen: the (last) argument, or "" for flags */
+    int nvals;          /* every argument given, in order (repeatable options) */
+    const char *vals[OPT_MAXVALS];
 } opt;
 
 typedef struct args {
@@ -39,13 +48,21 @@ typedef struct args {
 
 /* Parse argv[1..] of command cmd into opts and positionals. --name=value and
  * --name value both work. Returns QD_OK or QD_EINPUT with a message in e. */
+static int parse2(const char *cmd, int argc, char **argv, opt *opts, opt *more, int maxpos, args *a, qd_err *e);
+
 static int parse(const char *cmd, int argc, char **argv, opt *opts, int maxpos, args *a, qd_err *e)
+{
+    return parse2(cmd, argc, argv, opts, NULL, maxpos, a, e);
+}
+
+/* Same with a second option table (the shared quantization options). */
+static int parse2(const char *cmd, int argc, char **argv, opt *opts, opt *more, int maxpos, args *a, qd_err *e)
 {
     a->cmd = cmd;
     a->npos = 0;
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
-        if (s[0] != '-' || s[1] == 0 || (s[1] != '-' && s[1] != 'h')) {
+        if (s[0] != '-' || s[1] == 0) {
             if (a->npos >= maxpos)
                 return qd_errf(e, QD_EINPUT, "qdb %s: unexpected argument '%s' (see qdb %s --help)", cmd, s, cmd);
             a->pos[a->npos++] = s;
@@ -57,6 +74,9 @@ static int parse(const char *cmd, int argc, char **argv, opt *opts, int maxpos, 
         size_t len = eq ? (size_t)(eq - s) : strlen(s);
         opt *o = NULL;
         for (opt *p = opts; p->name; p++)
+            if (strlen(p->name) == len && strncmp(p->name, s, len) == 0)
+                o = p;
+        for (opt *p = more; p && p->name; p++)
             if (strlen(p->name) == len && strncmp(p->name, s, len) == 0)
                 o = p;
         if (!o)
@@ -71,6 +91,12 @@ static int parse(const char *cmd, int argc, char **argv, opt *opts, int maxpos, 
             o->val = argv[++i];
         } else {
             return qd_errf(e, QD_EINPUT, "qdb %s: option %s needs a value", cmd, o->name);
+        }
+        if (o->has_arg) {
+            if (o->nvals == OPT_MAXVALS)
+                return qd_errf(e, QD_EINPUT, "qdb %s: option %s given more than %d times", cmd, o->name,
+                               OPT_MAXVALS);
+            o->vals[o->nvals++] = o->val;
         }
     }
     return QD_OK;
@@ -192,7 +218,7 @@ static void print_values(const char *title, const qd_graph *g, const int *idx, i
 
 static int cmd_info(int argc, char **argv, qd_err *e)
 {
-    opt opts[] = {{"--json", 0, NULL}, {"--shape", 1, NULL}, {"--help", 0, NULL}, {"-h", 0, NULL}, {0}};
+    opt opts[] = {{.name = "--json", .has_arg = 0}, {.name = "--shape", .has_arg = 1}, {.name = "--help", .has_arg = 0}, {.name = "-h", .has_arg = 0}, {0}};
     enum { JSON, SHAPE, HELP, H };
     args a;
     if (parse("info", argc, argv, opts, 1, &a, e))
@@ -276,6 +302,112 @@ out:
 
 /* ---- qdb run ---- */
 
+/* ---- the quantization options shared by eval, sweep, run and export ---- */
+
+enum { Q_QUANT, Q_PC, Q_PT, Q_RANGE, Q_CALIB, Q_CALIBDATA, Q_CONFIG, Q_SET, Q_OVERRIDES, Q_ENC, Q__N };
+#define QUANT_OPTS                                                                                            \
+    {                                                                                                         \
+        {.name = "--quant", .has_arg = 1}, {.name = "--per-channel", .has_arg = 0}, {.name = "--per-tensor", .has_arg = 0}, {.name = "--range", .has_arg = 1},    \
+            {.name = "--calib", .has_arg = 1}, {.name = "--calib-data", .has_arg = 1}, {.name = "--config", .has_arg = 1}, {.name = "--set", .has_arg = 1},       \
+            {.name = "--overrides", .has_arg = 1}, {.name = "--encodings", .has_arg = 1}, { 0 }                                         \
+    }
+
+#define QUANT_HELP                                                                                            \
+    "quantization (any of these turns the simulation on):\n"                                                  \
+    "  --quant wNaM       weight / activation bits, 2..16 or 32 = float (default w8a8)\n"                      \
+    "  --per-channel      per-channel weights (the built-in per_channel config);\n"                           \
+    "  --per-tensor       per-tensor weights (default unless --config says otherwise)\n"                      \
+    "  --range R          minmax | sqnr (default, AIMET tf_enhanced) | percentile[:P] | mse | kl\n"             \
+    "  --calib N          calibration images (default 1000, a seeded subset; --seed S)\n"                     \
+    "  --calib-data SPEC  calibration set (default fashion-mnist:train; for other --data, the same set)\n"     \
+    "  --config FILE      AIMET quantsim runtime config JSON (built in: default, per_channel)\n"              \
+    "  --overrides FILE   per-quantizer overrides JSON: {\"quantizers\": [{\"match\": GLOB, ...}]}\n"         \
+    "  --set 'GLOB k=v..' override quantizers by tensor name, glob or @weights/@activations/@inputs/@all:\n"  \
+    "                     enabled=0|1 bits=N scheme=sym|asym strict=0|1 unsigned=0|1\n"                       \
+    "                     granularity=tensor|channel range=R min=F max=F  (repeatable, applied in order)\n"     \
+    "  --encodings FILE   import AIMET encodings (0.6.1 or 1.0.0) and freeze them\n"
+
+static int quant_given(const opt *q)
+{
+    for (int i = 0; i < Q__N; i++)
+        if (q[i].val)
+            return 1;
+    return 0;
+}
+
+/* Fill o from the parsed quantization options. data_spec is the command's
+ * --data (or NULL): Fashion-MNIST calibrates on its training split, other
+ * data on itself. */
+static int quant_setup(const char *cmd, const opt *q, const char *data_spec, long seed, long threads, long batch,
+                       const qd_data_opts *dopt, qd_qsetup *o, qd_err *e)
+{
+    memset(o, 0, sizeof *o);
+    long calib = 1000;
+    if (q[Q_CALIB].val && parse_int(cmd, "--calib", q[Q_CALIB].val, 1, 1L << 40, &calib, e))
+        return e->code;
+    if (q[Q_PC].val && q[Q_PT].val)
+        return qd_errf(e, QD_EINPUT, "qdb %s: --per-channel and --per-tensor contradict each other", cmd);
+    int wb, ab;
+    if (q[Q_QUANT].val && qd_qsetup_parse_quant(q[Q_QUANT].val, &wb, &ab, e))
+        return qd_err_prefix(e, "qdb %s", cmd), e->code;
+    qd_range_method rm;
+    if (q[Q_RANGE].val && qd_range_parse(q[Q_RANGE].val, &rm, NULL, e))
+        return qd_err_prefix(e, "qdb %s: --range", cmd), e->code;
+    o->quant = q[Q_QUANT].val;
+    o->per_channel = q[Q_PC].val ? 1 : q[Q_PT].val ? 0 : -1;
+    o->range = q[Q_RANGE].val;
+    o->calib = calib;
+    o->calib_data = q[Q_CALIBDATA].val;
+    if (!o->calib_data && data_spec && strncmp(data_spec, "fashion-mnist", 13) != 0)
+        o->calib_data = data_spec;
+    o->seed = (uint64_t)seed;
+    o->config = q[Q_CONFIG].val;
+    o->overrides = q[Q_OVERRIDES].val;
+    o->sets = q[Q_SET].vals;
+    o->nsets = q[Q_SET].nvals;
+    o->encodings = q[Q_ENC].val;
+    o->nthreads = (int)threads;
+    o->batch = batch;
+    o->dopts = o->calib_data == data_spec ? dopt : NULL;
+    return QD_OK;
+}
+
+static const char *range_label(const qd_qsetup *o) { return o->range ? o->range : "sqnr"; }
+
+static cJSON *json_quant(const qd_qsetup *o, qd_sim *s, double calib_s)
+{
+    cJSON *j = cJSON_CreateObject();
+    qd_sim_counts c;
+    qd_sim_get_counts(s, &c);
+    cJSON_AddStringToObject(j, "quant", o->quant ? o->quant : "w8a8");
+    cJSON_AddBoolToObject(j, "per_channel", o->per_channel == 1);
+    cJSON_AddStringToObject(j, "range", range_label(o));
+    cJSON_AddStringToObject(j, "config", o->config ? o->config : o->per_channel == 1 ? "per_channel" : "default");
+    cJSON_AddNumberToObject(j, "calib_images", (double)o->calib);
+    cJSON_AddNumberToObject(j, "calib_seconds", calib_s);
+    cJSON_AddNumberToObject(j, "input_quantizers", c.inputs);
+    cJSON_AddNumberToObject(j, "activation_quantizers", c.acts);
+    cJSON_AddNumberToObject(j, "param_quantizers", c.params);
+    cJSON_AddNumberToObject(j, "enabled_quantizers", c.enabled);
+    cJSON_AddNumberToObject(j, "bn_folded", c.bn_folded);
+    return j;
+}
+
+static void print_quant(const qd_qsetup *o, qd_sim *s, double calib_s)
+{
+    qd_sim_counts c;
+    qd_sim_get_counts(s, &c);
+    printf("quant: %s, %s weights, range %s, config %s\n", o->quant ? o->quant : "w8a8",
+           o->per_channel == 1 ? "per-channel" : "per-tensor", range_label(o),
+           o->config ? o->config : o->per_channel == 1 ? "per_channel" : "default");
+    printf("       %d quantizers (%d input, %d activation, %d param; %d enabled), %d batch norms folded\n",
+           c.inputs + c.acts + c.params, c.inputs, c.acts, c.params, c.enabled, c.bn_folded);
+    if (o->encodings)
+        printf("       encodings from %s\n", o->encodings);
+    printf("calibration: %lld images of %s in %.2f s\n", (long long)o->calib,
+           o->calib_data ? o->calib_data : "fashion-mnist:train", calib_s);
+}
+
 static const char run_help[] =
     "usage: qdb run MODEL --input IN.npy --output OUT.npy [options]\n"
     "FP32 inference of one NPY tensor (float32, C order) through the model;\n"
@@ -286,7 +418,8 @@ static const char run_help[] =
     "  --output-name NAME which graph output to write\n"
     "  --repeat R         timed runs (default 1); --warmup W untimed runs first\n"
     "  --profile          time per op type of the last run, on stderr\n"
-    "  --json             print {\"output\", \"shape\", \"ms\"} on stdout\n";
+    "  --json             print {\"output\", \"shape\", \"ms\"} on stdout\n"
+    QUANT_HELP;
 
 /* Per op type: nodes, milliseconds and share of the last run, on stderr. */
 static void print_profile(const qd_graph *g, const qd_exec *x)
@@ -332,13 +465,14 @@ static void print_profile(const qd_graph *g, const qd_exec *x)
 
 static int cmd_run(int argc, char **argv, qd_err *e)
 {
-    opt opts[] = {{"--input", 1, NULL},  {"--output", 1, NULL}, {"--threads", 1, NULL},
-                  {"--output-name", 1, NULL}, {"--repeat", 1, NULL}, {"--warmup", 1, NULL},
-                  {"--json", 0, NULL},   {"--help", 0, NULL},   {"-h", 0, NULL},
-                  {"--no-fuse", 0, NULL}, {"--profile", 0, NULL}, {0}};
+    opt opts[] = {{.name = "--input", .has_arg = 1},  {.name = "--output", .has_arg = 1}, {.name = "--threads", .has_arg = 1},
+                  {.name = "--output-name", .has_arg = 1}, {.name = "--repeat", .has_arg = 1}, {.name = "--warmup", .has_arg = 1},
+                  {.name = "--json", .has_arg = 0},   {.name = "--help", .has_arg = 0},   {.name = "-h", .has_arg = 0},
+                  {.name = "--no-fuse", .has_arg = 0}, {.name = "--profile", .has_arg = 0}, {0}};
     enum { IN, OUT, THREADS, ONAME, REPEAT, WARMUP, JSON, HELP, H, NOFUSE, PROFILE };
+    opt qopts[] = QUANT_OPTS;
     args a;
-    if (parse("run", argc, argv, opts, 1, &a, e))
+    if (parse2("run", argc, argv, opts, qopts, 1, &a, e))
         return e->code;
     if (opts[HELP].val || opts[H].val)
         return fputs(run_help, stdout), QD_OK;
@@ -357,10 +491,24 @@ static int cmd_run(int argc, char **argv, qd_err *e)
     int rc;
     qd_tensor in = {0};
     qd_exec *x = NULL;
+    qd_sim *sim = NULL;
     double *ms = NULL;
     qd_graph *g = qd_graph_load(a.pos[0], e);
     if (!g)
         return e->code;
+    if (quant_given(qopts)) { /* simulated: the sim owns its own copy of the graph */
+        qd_qsetup qs;
+        if ((rc = quant_setup("run", qopts, NULL, 0, threads, 64, NULL, &qs, e)))
+            goto out;
+        if (opts[NOFUSE].val) {
+            rc = qd_errf(e, QD_EINPUT, "qdb run: --no-fuse does not apply to simulation (BN is always folded)");
+            goto out;
+        }
+        if (!(sim = qd_qsetup_build(a.pos[0], &qs, NULL, e))) {
+            rc = e->code;
+            goto out;
+        }
+    }
     int oi = 0;
     if (opts[ONAME].val) {
         oi = -1;
@@ -378,15 +526,17 @@ static int cmd_run(int argc, char **argv, qd_err *e)
     }
     if ((rc = qd_npy_read(opts[IN].val, &in, e)))
         goto out;
-    if (!opts[NOFUSE].val && (rc = qd_graph_fuse(g, NULL, e)))
+    if (!sim && !opts[NOFUSE].val && (rc = qd_graph_fuse(g, NULL, e)))
         goto out;
-    if (!(x = qd_exec_new(g, (int)threads, e)) || !(ms = calloc((size_t)repeat, sizeof *ms))) {
-        rc = qd_errf(e, QD_EFAIL, "out of memory");
+    if (sim)
+        x = qd_sim_exec(sim);
+    if ((!x && !(x = qd_exec_new(g, (int)threads, e))) || !(ms = calloc((size_t)repeat, sizeof *ms))) {
+        rc = e->code ? e->code : qd_errf(e, QD_EFAIL, "out of memory");
         goto out;
     }
     for (long r = 0; r < warmup + repeat; r++) {
         double t0 = qd_now_ms();
-        if ((rc = qd_exec_run(x, &in, 1, e))) {
+        if ((rc = sim ? qd_sim_run(sim, &in, 1, e) : qd_exec_run(x, &in, 1, e))) {
             qd_err_prefix(e, "%s (input %s)", a.pos[0], opts[IN].val);
             goto out;
         }
@@ -394,7 +544,7 @@ static int cmd_run(int argc, char **argv, qd_err *e)
             ms[r - warmup] = qd_now_ms() - t0;
     }
     if (opts[PROFILE].val)
-        print_profile(g, x);
+        print_profile(sim ? qd_sim_graph(sim) : g, x);
     const qd_tensor *y = qd_exec_output(x, oi);
     if (opts[OUT].val && (rc = qd_npy_write(opts[OUT].val, y, e)))
         goto out;
@@ -411,7 +561,10 @@ static int cmd_run(int argc, char **argv, qd_err *e)
     }
 out:
     free(ms);
-    qd_exec_free(x);
+    if (sim)
+        qd_sim_free(sim); /* frees its executor */
+    else
+        qd_exec_free(x);
     qd_tensor_free(&in);
     qd_graph_free(g);
     return rc;
@@ -430,7 +583,11 @@ static const char eval_help[] =
     "  --resize R --crop C --mean A,B,C --std A,B,C --gray --bgr\n"
     "                     image-folder preprocessing (torchvision order)\n"
     "  --no-fuse          run the graph as it is (no BN folding / Conv+Relu fusion)\n"
-    "  --json             print {accuracy, top5, images, images_per_s, ...} on stdout\n";
+    "  --json             print {accuracy, top5, images, images_per_s, ...} on stdout;\n"
+    "                     simulated: {accuracy, fp32_accuracy, agreement, sqnr_db, images, ...}\n"
+    QUANT_HELP
+    "With quantization: simulated and FP32 top-1, top-1 agreement with FP32 and\n"
+    "the SQNR of the outputs over the whole set, 20 log10(|y| / |y - yq|).\n";
 
 /* "a,b,c" -> three floats */
 static int parse_floats3(const char *cmd, const char *name, const char *s, float v[3], qd_err *e)
@@ -463,15 +620,69 @@ static int show_progress(void *user, int64_t done, int64_t total)
     return 0;
 }
 
+static int eval_quant(const char *model, const qd_graph *g, qd_dataset *d, const qd_eval_opts *eo,
+                      qd_qsetup *qs, int json, qd_err *e)
+{
+    progress pr = {qd_now_ms() / 1e3, isatty(2)};
+    qs->progress = pr.tty ? show_progress : NULL;
+    qs->user = &pr;
+    qd_logits ref = {0};
+    double calib_s = 0;
+    int rc;
+    qd_sim *s = qd_qsetup_build(model, qs, &calib_s, e);
+    if (!s)
+        return e->code;
+    if ((rc = qd_logits_compute(g, d, eo, &ref, e))) {
+        qd_err_prefix(e, "%s (FP32)", model);
+        goto out;
+    }
+    qd_qeval_result r;
+    pr.t0 = qd_now_ms() / 1e3;
+    if ((rc = qd_qeval_run(s, d, &ref, eo, &r, e))) {
+        qd_err_prefix(e, "%s (simulated)", model);
+        goto out;
+    }
+    double n = r.images ? (double)r.images : 1;
+    double fps = ref.seconds > 0 ? ref.n / ref.seconds : 0, qps = r.seconds > 0 ? r.images / r.seconds : 0;
+    if (json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "model", model);
+        cJSON_AddStringToObject(j, "data", qd_data_describe(d));
+        cJSON_AddItemToObject(j, "accuracy", r.labeled ? cJSON_CreateNumber(r.top1 / n) : cJSON_CreateNull());
+        cJSON_AddItemToObject(j, "fp32_accuracy", r.labeled ? cJSON_CreateNumber(r.fp32_top1 / n) : cJSON_CreateNull());
+        cJSON_AddNumberToObject(j, "agreement", r.agree / n);
+        cJSON_AddItemToObject(j, "sqnr_db", isfinite(r.sqnr_db) ? cJSON_CreateNumber(r.sqnr_db) : cJSON_CreateNull());
+        cJSON_AddNumberToObject(j, "images", (double)r.images);
+        cJSON_AddNumberToObject(j, "images_per_s", qps);
+        cJSON_AddNumberToObject(j, "fp32_images_per_s", fps);
+        cJSON_AddItemToObject(j, "sim", json_quant(qs, s, calib_s));
+        rc = print_json(j);
+        goto out;
+    }
+    printf("model: %s\ndata:  %s\n", model, qd_data_describe(d));
+    print_quant(qs, s, calib_s);
+    if (r.labeled)
+        printf("top-1: %.4f simulated, %.4f FP32 (%+.2f points)\n", r.top1 / n, r.fp32_top1 / n,
+               100.0 * (r.top1 - r.fp32_top1) / n);
+    printf("agreement with FP32 top-1: %.4f (%lld/%lld)\n", r.agree / n, (long long)r.agree, (long long)r.images);
+    printf("output SQNR: %.2f dB\n", r.sqnr_db);
+    printf("speed: %.0f images/s simulated, %.0f FP32 (%.2fx)\n", qps, fps, fps > 0 ? qps / fps : 0);
+out:
+    qd_logits_free(&ref);
+    qd_sim_free(s);
+    return rc;
+}
+
 static int cmd_eval(int argc, char **argv, qd_err *e)
 {
-    opt opts[] = {{"--data", 1, NULL},  {"--limit", 1, NULL},  {"--seed", 1, NULL},    {"--batch", 1, NULL},
-                  {"--threads", 1, NULL}, {"--json", 0, NULL}, {"--no-fuse", 0, NULL}, {"--resize", 1, NULL},
-                  {"--crop", 1, NULL},  {"--mean", 1, NULL},   {"--std", 1, NULL},     {"--gray", 0, NULL},
-                  {"--bgr", 0, NULL},   {"--help", 0, NULL},   {"-h", 0, NULL},        {0}};
+    opt opts[] = {{.name = "--data", .has_arg = 1},  {.name = "--limit", .has_arg = 1},  {.name = "--seed", .has_arg = 1},    {.name = "--batch", .has_arg = 1},
+                  {.name = "--threads", .has_arg = 1}, {.name = "--json", .has_arg = 0}, {.name = "--no-fuse", .has_arg = 0}, {.name = "--resize", .has_arg = 1},
+                  {.name = "--crop", .has_arg = 1},  {.name = "--mean", .has_arg = 1},   {.name = "--std", .has_arg = 1},     {.name = "--gray", .has_arg = 0},
+                  {.name = "--bgr", .has_arg = 0},   {.name = "--help", .has_arg = 0},   {.name = "-h", .has_arg = 0},        {0}};
     enum { DATA, LIMIT, SEED, BATCH, THREADS, JSON, NOFUSE, RESIZE, CROP, MEAN, STD, GRAY, BGR, HELP, H };
+    opt qopts[] = QUANT_OPTS;
     args a;
-    if (parse("eval", argc, argv, opts, 1, &a, e))
+    if (parse2("eval", argc, argv, opts, qopts, 1, &a, e))
         return e->code;
     if (opts[HELP].val || opts[H].val)
         return fputs(eval_help, stdout), QD_OK;
@@ -511,6 +722,13 @@ static int cmd_eval(int argc, char **argv, qd_err *e)
     progress pr = {qd_now_ms() / 1e3, isatty(2)};
     qd_eval_opts eo = {.batch = batch, .nthreads = (int)threads, .progress = pr.tty ? show_progress : NULL,
                        .user = &pr};
+    if (quant_given(qopts)) {
+        qd_qsetup qs;
+        if ((rc = quant_setup("eval", qopts, opts[DATA].val, seed, threads, batch, &dopt, &qs, e)))
+            goto out;
+        rc = eval_quant(a.pos[0], g, d, &eo, &qs, opts[JSON].val != NULL, e);
+        goto out;
+    }
     qd_eval_result r;
     if ((rc = qd_eval_run(g, d, &eo, &r, e))) {
         qd_err_prefix(e, "%s on %s", a.pos[0], opts[DATA].val);
@@ -546,6 +764,216 @@ out:
     return rc;
 }
 
+/* ---- qdb sweep ---- */
+
+static const char sweep_help[] =
+    "usage: qdb sweep MODEL --data SPEC [--bits 8,6,4] [options]\n"
+    "Simulated accuracy at WnAn for each n, with per-tensor and per-channel\n"
+    "weights, against one FP32 pass over the same images.\n"
+    "  --bits LIST        bit-widths to try (default 8,6,4)\n"
+    "  --data SPEC        evaluation set (as for qdb eval); --limit N --seed S\n"
+    "  --range R --calib N --calib-data SPEC --config FILE --set '...'\n"
+    "                     as for qdb eval (--config replaces the built-in configs)\n"
+    "  --batch B --threads T\n"
+    "  --json             {model, data, images, fp32_accuracy, results: [{bits,\n"
+    "                     per_channel, accuracy, agreement, sqnr_db}, ...]}\n";
+
+static int cmd_sweep(int argc, char **argv, qd_err *e)
+{
+    opt opts[] = {{.name = "--data", .has_arg = 1},  {.name = "--bits", .has_arg = 1},
+                  {.name = "--limit", .has_arg = 1}, {.name = "--seed", .has_arg = 1},
+                  {.name = "--batch", .has_arg = 1}, {.name = "--threads", .has_arg = 1},
+                  {.name = "--json", .has_arg = 0},  {.name = "--help", .has_arg = 0},
+                  {.name = "-h", .has_arg = 0},      {0}};
+    enum { DATA, BITS, LIMIT, SEED, BATCH, THREADS, JSON, HELP, H };
+    opt qopts[] = QUANT_OPTS;
+    args a;
+    if (parse2("sweep", argc, argv, opts, qopts, 1, &a, e))
+        return e->code;
+    if (opts[HELP].val || opts[H].val)
+        return fputs(sweep_help, stdout), QD_OK;
+    if (a.npos != 1)
+        return qd_errf(e, QD_EINPUT, "qdb sweep: give one MODEL (see qdb sweep --help)");
+    if (!opts[DATA].val)
+        return qd_errf(e, QD_EINPUT, "qdb sweep: --data SPEC is required (e.g. --data fashion-mnist)");
+    if (qopts[Q_QUANT].val || qopts[Q_PC].val || qopts[Q_PT].val || qopts[Q_ENC].val)
+        return qd_errf(e, QD_EINPUT, "qdb sweep: --quant, --per-channel, --per-tensor and --encodings are what "
+                                     "the sweep varies; use qdb eval for one setting");
+    long limit = -1, seed = 0, batch = 64, threads = 1;
+    if ((opts[LIMIT].val && parse_int("sweep", "--limit", opts[LIMIT].val, 1, 1L << 40, &limit, e)) ||
+        (opts[SEED].val && parse_int("sweep", "--seed", opts[SEED].val, 0, 1L << 62, &seed, e)) ||
+        (opts[BATCH].val && parse_int("sweep", "--batch", opts[BATCH].val, 1, 65536, &batch, e)) ||
+        (opts[THREADS].val && parse_int("sweep", "--threads", opts[THREADS].val, 1, 64, &threads, e)))
+        return e->code;
+    int bits[16], nbits = 0;
+    const char *p = opts[BITS].val ? opts[BITS].val : "8,6,4";
+    while (*p) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < QD_BITS_MIN || v > QD_BITS_MAX || nbits == 16 || (*end && *end != ','))
+            return qd_errf(e, QD_EINPUT, "qdb sweep: --bits must be a list like 8,6,4 of %d..%d (at most 16), got '%s'",
+                           QD_BITS_MIN, QD_BITS_MAX, opts[BITS].val);
+        bits[nbits++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    if (!nbits)
+        return qd_errf(e, QD_EINPUT, "qdb sweep: --bits is empty");
+
+    int rc;
+    qd_dataset *d = NULL;
+    qd_logits ref = {0};
+    cJSON *res = cJSON_CreateArray();
+    qd_graph *g = qd_graph_load(a.pos[0], e);
+    if (!g) {
+        cJSON_Delete(res);
+        return e->code;
+    }
+    if (!(d = qd_data_open(opts[DATA].val, NULL, e))) {
+        rc = e->code;
+        goto out;
+    }
+    if ((limit > 0 && (rc = qd_data_limit(d, limit, (uint64_t)seed, e))) || (rc = qd_graph_fuse(g, NULL, e)))
+        goto out;
+    progress pr = {qd_now_ms() / 1e3, isatty(2)};
+    qd_eval_opts eo = {.batch = batch, .nthreads = (int)threads, .progress = pr.tty ? show_progress : NULL,
+                       .user = &pr};
+    if ((rc = qd_logits_compute(g, d, &eo, &ref, e))) {
+        qd_err_prefix(e, "%s (FP32)", a.pos[0]);
+        goto out;
+    }
+    double n = ref.n ? (double)ref.n : 1;
+    int64_t fp32_top1 = 0;
+    for (int64_t i = 0; i < ref.n; i++) {
+        const float *row = ref.y + i * ref.classes;
+        int best = 0;
+        for (int c = 1; c < ref.classes; c++)
+            best = row[c] > row[best] ? c : best;
+        fp32_top1 += ref.labels[i] == best;
+    }
+    if (!opts[JSON].val) {
+        printf("model: %s\ndata:  %s\n", a.pos[0], qd_data_describe(d));
+        if (ref.labeled)
+            printf("FP32 top-1: %.4f\n", fp32_top1 / n);
+        printf("%-7s %-12s %9s %10s %9s\n", "bits", "weights", "top-1", "agreement", "SQNR dB");
+    }
+    for (int b = 0; b < nbits; b++)
+        for (int pc = 0; pc < 2; pc++) {
+            char quant[32];
+            snprintf(quant, sizeof quant, "w%da%d", bits[b], bits[b]);
+            qd_qsetup qs;
+            if ((rc = quant_setup("sweep", qopts, opts[DATA].val, seed, threads, batch, NULL, &qs, e)))
+                goto out;
+            qs.quant = quant;
+            qs.per_channel = pc;
+            pr.t0 = qd_now_ms() / 1e3;
+            qs.progress = eo.progress;
+            qs.user = &pr;
+            qd_sim *s = qd_qsetup_build(a.pos[0], &qs, NULL, e);
+            if (!s) {
+                rc = e->code;
+                goto out;
+            }
+            qd_qeval_result r;
+            pr.t0 = qd_now_ms() / 1e3;
+            rc = qd_qeval_run(s, d, &ref, &eo, &r, e);
+            qd_sim_free(s);
+            if (rc) {
+                qd_err_prefix(e, "%s (%s)", a.pos[0], quant);
+                goto out;
+            }
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "bits", bits[b]);
+            cJSON_AddBoolToObject(o, "per_channel", pc);
+            cJSON_AddItemToObject(o, "accuracy", r.labeled ? cJSON_CreateNumber(r.top1 / n) : cJSON_CreateNull());
+            cJSON_AddNumberToObject(o, "agreement", r.agree / n);
+            cJSON_AddItemToObject(o, "sqnr_db", isfinite(r.sqnr_db) ? cJSON_CreateNumber(r.sqnr_db) : cJSON_CreateNull());
+            cJSON_AddItemToArray(res, o);
+            if (!opts[JSON].val) {
+                printf("W%dA%-4d %-12s %9.4f %10.4f %9.2f\n", bits[b], bits[b], pc ? "per-channel" : "per-tensor",
+                       r.labeled ? r.top1 / n : NAN, r.agree / n, r.sqnr_db);
+                fflush(stdout);
+            }
+        }
+    if (opts[JSON].val) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "model", a.pos[0]);
+        cJSON_AddStringToObject(j, "data", qd_data_describe(d));
+        cJSON_AddNumberToObject(j, "images", (double)ref.n);
+        cJSON_AddItemToObject(j, "fp32_accuracy", ref.labeled ? cJSON_CreateNumber(fp32_top1 / n) : cJSON_CreateNull());
+        cJSON_AddStringToObject(j, "range", qopts[Q_RANGE].val ? qopts[Q_RANGE].val : "sqnr");
+        cJSON_AddItemToObject(j, "results", res);
+        res = NULL;
+        rc = print_json(j);
+    }
+out:
+    cJSON_Delete(res);
+    qd_logits_free(&ref);
+    qd_data_free(d);
+    qd_graph_free(g);
+    return rc;
+}
+
+/* ---- qdb export ---- */
+
+static const char export_help[] =
+    "usage: qdb export encodings MODEL [quantization options] -o FILE.json [--format 0.6.1|1.0.0]\n"
+    "       qdb export qdq MODEL [quantization options] -o FILE.onnx\n"
+    "encodings: AIMET's encodings JSON of every enabled quantizer (default format 0.6.1).\n"
+    "qdq: the BN-folded FP32 model with QuantizeLinear/DequantizeLinear pairs\n"
+    "     per the 8-bit encodings (per-channel weights with axis), for ONNX Runtime.\n"
+    "  --seed S --threads T --batch B\n"
+    QUANT_HELP;
+
+static int cmd_export(int argc, char **argv, qd_err *e)
+{
+    opt opts[] = {{.name = "-o", .has_arg = 1},        {.name = "--output", .has_arg = 1},
+                  {.name = "--format", .has_arg = 1},  {.name = "--seed", .has_arg = 1},
+                  {.name = "--threads", .has_arg = 1}, {.name = "--batch", .has_arg = 1},
+                  {.name = "--help", .has_arg = 0},    {.name = "-h", .has_arg = 0},
+                  {0}};
+    enum { O, OUTPUT, FORMAT, SEED, THREADS, BATCH, HELP, H };
+    opt qopts[] = QUANT_OPTS;
+    args a;
+    if (parse2("export", argc, argv, opts, qopts, 2, &a, e))
+        return e->code;
+    if (opts[HELP].val || opts[H].val)
+        return fputs(export_help, stdout), QD_OK;
+    if (a.npos != 2 || (strcmp(a.pos[0], "encodings") != 0 && strcmp(a.pos[0], "qdq") != 0))
+        return qd_errf(e, QD_EINPUT, "qdb export: give what (encodings or qdq) and one MODEL (see qdb export --help)");
+    const char *out = opts[O].val ? opts[O].val : opts[OUTPUT].val;
+    if (!out)
+        return qd_errf(e, QD_EINPUT, "qdb export: -o FILE is required");
+    int qdq = !strcmp(a.pos[0], "qdq");
+    const char *fmt = opts[FORMAT].val ? opts[FORMAT].val : "0.6.1";
+    if (qdq && opts[FORMAT].val)
+        return qd_errf(e, QD_EINPUT, "qdb export qdq: --format is for encodings");
+    if (strcmp(fmt, "0.6.1") != 0 && strcmp(fmt, "1.0.0") != 0)
+        return qd_errf(e, QD_EINPUT, "qdb export: --format must be 0.6.1 or 1.0.0, got '%s'", fmt);
+    long seed = 0, threads = 1, batch = 64;
+    if ((opts[SEED].val && parse_int("export", "--seed", opts[SEED].val, 0, 1L << 62, &seed, e)) ||
+        (opts[THREADS].val && parse_int("export", "--threads", opts[THREADS].val, 1, 64, &threads, e)) ||
+        (opts[BATCH].val && parse_int("export", "--batch", opts[BATCH].val, 1, 65536, &batch, e)))
+        return e->code;
+    qd_qsetup qs;
+    if (quant_setup("export", qopts, NULL, seed, threads, batch, NULL, &qs, e))
+        return e->code;
+    progress pr = {qd_now_ms() / 1e3, isatty(2)};
+    qs.progress = pr.tty ? show_progress : NULL;
+    qs.user = &pr;
+    qd_sim *s = qd_qsetup_build(a.pos[1], &qs, NULL, e);
+    if (!s)
+        return e->code;
+    int rc = qdq ? qd_qdq_export(s, out, e) : qd_encodings_write(s, out, fmt, e);
+    if (!rc) {
+        qd_sim_counts c;
+        qd_sim_get_counts(s, &c);
+        fprintf(stderr, "qdb export: wrote %s (%d quantizers enabled)\n", out, c.enabled);
+    }
+    qd_sim_free(s);
+    return rc;
+}
+
 /* ---- the command table ---- */
 
 typedef struct command {
@@ -557,7 +985,9 @@ typedef struct command {
 static const command commands[] = {
     {"info", cmd_info, "inputs, outputs and the layer table of a model"},
     {"run", cmd_run, "FP32 inference of one NPY tensor"},
-    {"eval", cmd_eval, "FP32 top-1/top-5 accuracy over a dataset"},
+    {"eval", cmd_eval, "accuracy over a dataset, FP32 or simulated quantized"},
+    {"sweep", cmd_sweep, "simulated accuracy at several bit-widths, per-tensor and per-channel"},
+    {"export", cmd_export, "AIMET encodings JSON or a QDQ ONNX model"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,40 @@
+/* qeval.h - a quantization simulation measured against FP32 over a dataset:
+ * accuracy of both, top-1 agreement, and output SQNR. */
+#ifndef QD_QEVAL_H
+#define QD_QEVAL_H
+
+#include "eval.h"
+#include "sim.h"
+
+/* FP32 reference outputs of a dataset, kept so that many simulations can be
+ * compared with one FP32 pass (sweeps, per-quantizer analyses). */
+typedef struct qd_logits {
+    int64_t n;          /* images */
+    int classes;        /* logits per image */
+    float *y;           /* n x classes */
+    int64_t *labels;    /* n labels (-1 when the data has none) */
+    int labeled;
+    double seconds;     /* wall time of the FP32 pass (data + inference) */
+} qd_logits;
+
+/* Run every sample of d through g (FP32, the first output as N x classes). */
+int qd_logits_compute(const qd_graph *g, qd_dataset *d, const qd_eval_opts *o, qd_logits *out, qd_err *e);
+void qd_logits_free(qd_logits *l);
+
+typedef struct qd_qeval_result {
+    int64_t images;
+    int labeled;
+    int64_t top1;          /* simulated model, correct top-1 (labels only) */
+    int64_t fp32_top1;     /* FP32 reference on the same images */
+    int64_t agree;         /* images whose simulated top-1 equals FP32's */
+    double sqnr_db;        /* 10 log10(sum y^2 / sum (y - yq)^2) over all logits; +inf when equal */
+    double seconds;        /* wall time of the simulated pass (data + inference) */
+    int stopped;
+} qd_qeval_result;
+
+/* Run the simulation over d (the same images, in the same order, as ref)
+ * and compare with ref. */
+int qd_qeval_run(qd_sim *s, qd_dataset *d, const qd_logits *ref, const qd_eval_opts *o, qd_qeval_result *r,
+                 qd_err *e);
+
+#endif

@@ -1,0 +1,795 @@
+/* sim.c - quantizer placement, calibration and fake-quant inference. */
+#include "sim.h"
+
+#include <fnmatch.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuse.h"
+
+enum { MODE_RUN, MODE_OBSERVE };
+
+struct qd_sim {
+    qd_graph *g;
+    qd_exec *x;
+    int nq, capq;
+    qd_quantizer *q;
+    int *qof;              /* value -> quantizer index, -1 */
+    qd_tensor **orig;      /* value -> original FP32 weight of a param quantizer, or NULL */
+    qd_tensor *inq;        /* one quantized copy per graph input */
+    qd_tensor *inview;     /* what the executor is given: views of inputs or of inq */
+    int mode;
+    int weights_dirty;     /* param encodings changed since the weights were written */
+    int bn_folded, act_fused;
+};
+
+/* Ops that only move or select data: their output is on the input's grid
+ * (or on no grid at all for shape arithmetic), so they get no output
+ * quantizer unless the config asks for one by op type. */
+static const char *const data_movement[] = {
+    "Identity", "Dropout",   "Reshape",   "Flatten",      "Transpose",    "Squeeze", "Unsqueeze",
+    "MaxPool",  "Split",     "Slice",     "Gather",       "Expand",       "Tile",    "DepthToSpace",
+    "SpaceToDepth", "Shape", "Size",      "ConstantOfShape", "Cast",      "Pad",
+};
+
+static int is_data_movement(const char *op)
+{
+    for (size_t i = 0; i < sizeof data_movement / sizeof *data_movement; i++)
+        if (strcmp(op, data_movement[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- dtypes */
+
+/* Element type of every value, from declarations and op rules, so that only
+ * float tensors get quantizers. */
+static qd_dtype *infer_dtypes(const qd_graph *g)
+{
+    qd_dtype *t = calloc((size_t)g->nvalues + 1, sizeof *t);
+    if (!t)
+        return NULL;
+    for (int v = 0; v < g->nvalues; v++)
+        t[v] = g->values[v].init ? g->values[v].init->dtype : g->values[v].dtype;
+    for (int i = 0; i < g->nnodes; i++) {
+        const qd_node *n = &g->nodes[i];
+        const char *op = n->op_type;
+        qd_dtype d = n->nin > 0 && n->in[0] >= 0 ? t[n->in[0]] : QD_F32;
+        if (!strcmp(op, "Shape") || !strcmp(op, "Size") || !strcmp(op, "NonZero") || !strcmp(op, "ArgMax") ||
+            !strcmp(op, "ArgMin"))
+            d = QD_I64;
+        else if (!strcmp(op, "Cast"))
+            d = (qd_dtype)qd_attr_int(n, "to", QD_F32);
+        else if (!strcmp(op, "Equal") || !strcmp(op, "Less") || !strcmp(op, "Greater") || !strcmp(op, "Not") ||
+                 !strcmp(op, "And") || !strcmp(op, "Or") || !strcmp(op, "Xor") || !strcmp(op, "LessOrEqual") ||
+                 !strcmp(op, "GreaterOrEqual") || !strcmp(op, "IsNaN") || !strcmp(op, "IsInf"))
+            d = QD_BOOL;
+        else if (!strcmp(op, "Where") && n->nin > 1 && n->in[1] >= 0)
+            d = t[n->in[1]];
+        else if (!strcmp(op, "ConstantOfShape")) {
+            const qd_attr *a = qd_attr_find(n, "value");
+            d = a && a->t ? a->t->dtype : QD_F32;
+        }
+        for (int j = 0; j < n->nout; j++)
+            if (n->out[j] >= 0 && g->values[n->out[j]].dtype == QD_UNDEF)
+                t[n->out[j]] = d;
+    }
+    return t;
+}
+
+/* ------------------------------------------------------------ placement */
+
+static int add_quantizer(qd_sim *s, qd_qkind kind, int v, int node, qd_err *e)
+{
+    if (s->qof[v] >= 0)
+        return s->qof[v];
+    if (s->nq == s->capq) {
+        int cap = s->capq ? 2 * s->capq : 32;
+        qd_quantizer *nq = realloc(s->q, (size_t)cap * sizeof *nq);
+        if (!nq)
+            return qd_errf(e, QD_EFAIL, "out of memory"), -1;
+        s->q = nq;
+        s->capq = cap;
+    }
+    qd_quantizer *q = &s->q[s->nq];
+    memset(q, 0, sizeof *q);
+    q->name = strdup(s->g->values[v].name);
+    if (!q->name)
+        return qd_errf(e, QD_EFAIL, "out of memory"), -1;
+    q->kind = kind;
+    q->value = v;
+    q->node = node;
+    q->axis = -1;
+    q->nch = 1;
+    s->qof[v] = s->nq;
+    return s->nq++;
+}
+
+static int tri(int v, int def) { return v >= 0 ? v : def; }
+
+/* Param role setting: op entry, then the "params" section, then defaults. */
+static int param_flag(const qd_qcfg *c, const qd_qcfg_op *op, const char *role, int sym)
+{
+    for (int i = 0; op && i < op->nparams; i++)
+        if (!strcmp(op->params[i].name, role)) {
+            int v = sym ? op->params[i].is_symmetric : op->params[i].is_quantized;
+            if (v >= 0)
+                return v;
+        }
+    for (int i = 0; i < c->nparams; i++)
+        if (!strcmp(c->params[i].name, role)) {
+            int v = sym ? c->params[i].is_symmetric : c->params[i].is_quantized;
+            if (v >= 0)
+                return v;
+        }
+    return sym ? c->params_symmetric : c->params_quantized;
+}
+
+/* The consumer of value v when it has exactly one reader (a node input) and
+ * is not a graph output; else -1. */
+static int only_reader(const qd_graph *g, int v)
+{
+    int who = -1;
+    for (int i = 0; i < g->noutputs; i++)
+        if (g->outputs[i] == v)
+            return -1;
+    for (int i = 0; i < g->nnodes; i++)
+        for (int j = 0; j < g->nodes[i].nin; j++)
+            if (g->nodes[i].in[j] == v) {
+                if (who >= 0)
+                    return -1;
+                who = i;
+            }
+    return who;
+}
+
+/* Mark in inner[] the nodes whose output lies inside a supergroup chain
+ * (every op of the chain but the last). */
+static void mark_supergroups(const qd_graph *g, const qd_qcfg *c, unsigned char *inner)
+{
+    for (int k = 0; k < c->ngroups; k++) {
+        const qd_qcfg_group *sg = &c->groups[k];
+        if (sg->n < 2)
+            continue;
+        for (int i = 0; i < g->nnodes; i++) {
+            int cur = i, ok = 1;
+            for (int j = 0; j < sg->n && ok; j++) {
+                const qd_node *n = &g->nodes[cur];
+                if (strcmp(n->op_type, sg->ops[j]) != 0 || n->nout < 1) {
+                    ok = 0;
+                    break;
+                }
+                if (j + 1 < sg->n && (cur = only_reader(g, n->out[0])) < 0)
+                    ok = 0;
+            }
+            if (!ok)
+                continue;
+            cur = i;
+            for (int j = 0; j + 1 < sg->n; j++) {
+                inner[cur] = 1;
+                cur = only_reader(g, g->nodes[cur].out[0]);
+            }
+        }
+    }
+}
+
+/* Output-channel axis of a param of node n (input slot), -1 when per-channel
+ * makes no sense. */
+static int param_axis(const qd_graph *g, const qd_node *n, int slot, const qd_tensor *w)
+{
+    if (slot != 1 || w->ndim < 1)
+        return -1;
+    if (!strcmp(n->op_type, "Conv"))
+        return w->ndim >= 3 ? 0 : -1;
+    if (!strcmp(n->op_type, "ConvTranspose"))
+        return w->ndim >= 3 && qd_attr_int(n, "group", 1) == 1 ? 1 : -1;
+    if (!strcmp(n->op_type, "Gemm"))
+        return w->ndim == 2 ? (qd_attr_int(n, "transB", 0) ? 0 : 1) : -1;
+    if (!strcmp(n->op_type, "MatMul"))
+        return w->ndim >= 2 ? w->ndim - 1 : -1;
+    (void)g;
+    return -1;
+}
+
+static void default_settings(qd_quantizer *q, const qd_sim_opts *o, int bits, int sym, const qd_qcfg *c)
+{
+    q->set.enabled = 1;
+    q->set.scheme.bits = bits;
+    q->set.scheme.symmetric = sym;
+    q->set.scheme.unsigned_symmetric = c->unsigned_symmetric;
+    q->set.scheme.strict_symmetric = c->strict_symmetric;
+    q->set.range = o->range;
+    q->set.pct = o->pct > 0 ? o->pct : 99.99;
+}
+
+static int place(qd_sim *s, const qd_sim_opts *o, qd_err *e)
+{
+    qd_graph *g = s->g;
+    const qd_qcfg *c = o->cfg;
+    int rc = QD_OK;
+    qd_dtype *dt = infer_dtypes(g);
+    unsigned char *inner = calloc((size_t)g->nnodes + 1, 1);
+    if (!dt || !inner) {
+        rc = qd_errf(e, QD_EFAIL, "out of memory");
+        goto out;
+    }
+    mark_supergroups(g, c, inner);
+    /* model inputs */
+    for (int i = 0; i < g->ninputs && c->input_quantized; i++) {
+        int v = g->inputs[i];
+        if (dt[v] != QD_F32)
+            continue;
+        int k = add_quantizer(s, QD_QK_INPUT, v, -1, e);
+        if (k < 0)
+            goto fail;
+        default_settings(&s->q[k], o, o->act_bits, c->ops_symmetric, c);
+    }
+    for (int i = 0; i < g->nnodes; i++) {
+        const qd_node *n = &g->nodes[i];
+        const qd_qcfg_op *op = qd_qcfg_find_op(c, n->op_type);
+        int act_sym = op ? tri(op->is_symmetric, c->ops_symmetric) : c->ops_symmetric;
+        /* inputs of this op, when the config asks */
+        int in_q = op ? tri(op->is_input_quantized, c->ops_input_quantized) : c->ops_input_quantized;
+        for (int j = 0; in_q && j < n->nin; j++) {
+            int v = n->in[j];
+            if (v < 0 || g->values[v].init || dt[v] != QD_F32)
+                continue;
+            int k = add_quantizer(s, g->values[v].producer < 0 ? QD_QK_INPUT : QD_QK_ACT, v,
+                                  g->values[v].producer, e);
+            if (k < 0)
+                goto fail;
+            if (!s->q[k].set.scheme.bits)
+                default_settings(&s->q[k], o, o->act_bits, act_sym, c);
+        }
+        /* params */
+        static const char *const roles[] = {"weight", "bias"};
+        int has_params = !strcmp(n->op_type, "Conv") || !strcmp(n->op_type, "ConvTranspose") ||
+                         !strcmp(n->op_type, "Gemm") || !strcmp(n->op_type, "MatMul");
+        for (int r = 0; has_params && r < 2; r++) {
+            int slot = r + 1;
+            if (!qd_node_has_input(n, slot))
+                continue;
+            int v = n->in[slot];
+            const qd_tensor *w = g->values[v].init;
+            if (!w || w->dtype != QD_F32 || !param_flag(c, op, roles[r], 0))
+                continue;
+            if (s->qof[v] >= 0)
+                continue; /* shared weight: quantized once */
+            int k = add_quantizer(s, QD_QK_PARAM, v, i, e);
+            if (k < 0)
+                goto fail;
+            qd_quantizer *q = &s->q[k];
+            default_settings(q, o, o->param_bits, param_flag(c, op, roles[r], 1), c);
+            q->axis = param_axis(g, n, slot, w);
+            q->nch = q->axis >= 0 ? w->shape[q->axis] : 1;
+            int pc = op ? tri(op->per_channel, c->per_channel) : c->per_channel;
+            if (o->per_channel >= 0)
+                pc = o->per_channel;
+            q->set.per_channel = pc && q->axis >= 0;
+            s->orig[v] = calloc(1, sizeof(qd_tensor));
+            if (!s->orig[v] || qd_tensor_copy(s->orig[v], w, e)) {
+                rc = qd_errf(e, QD_EFAIL, "out of memory");
+                goto out;
+            }
+        }
+        /* outputs */
+        int out_q = op && op->is_output_quantized >= 0 ? op->is_output_quantized
+                                                        : !is_data_movement(n->op_type) && c->ops_output_quantized;
+        for (int j = 0; j < n->nout; j++) {
+            int v = n->out[j];
+            if (v < 0 || dt[v] != QD_F32)
+                continue;
+            int is_out = 0;
+            for (int k = 0; k < g->noutputs; k++)
+                is_out |= g->outputs[k] == v;
+            if (!((out_q && !inner[i]) || (is_out && c->output_quantized)))
+                continue;
+            int k = add_quantizer(s, QD_QK_ACT, v, i, e);
+            if (k < 0)
+                goto fail;
+            if (!s->q[k].set.scheme.bits)
+                default_settings(&s->q[k], o, o->act_bits, act_sym, c);
+        }
+    }
+    goto out;
+fail:
+    rc = e->code ? e->code : QD_EFAIL;
+out:
+    free(dt);
+    free(inner);
+    return rc;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static int hook(void *user, const qd_graph *g, int node, qd_tensor **outs);
+
+/* Re-point quantizers at node indices after a rewrite renumbered nodes. */
+static void renumber(qd_sim *s)
+{
+    for (int i = 0; i < s->nq; i++) {
+        qd_quantizer *q = &s->q[i];
+        if (q->kind == QD_QK_ACT) {
+            q->node = s->g->values[q->value].producer;
+        } else if (q->kind == QD_QK_PARAM) {
+            for (int n = 0; n < s->g->nnodes; n++)
+                for (int j = 0; j < s->g->nodes[n].nin; j++)
+                    if (s->g->nodes[n].in[j] == q->value) {
+                        q->node = n;
+                        n = s->g->nnodes;
+                        break;
+                    }
+        }
+    }
+}
+
+qd_sim *qd_sim_new(qd_graph *g, const qd_sim_opts *o, qd_err *e)
+{
+    qd_sim *s = calloc(1, sizeof *s);
+    if (!s) {
+        qd_graph_free(g);
+        qd_errf(e, QD_EFAIL, "out of memory");
+        return NULL;
+    }
+    s->g = g;
+    qd_sim_opts opts = *o;
+    if (!opts.act_bits)
+        opts.act_bits = 8;
+    if (!opts.param_bits)
+        opts.param_bits = 8;
+    if (opts.nthreads < 1)
+        opts.nthreads = 1;
+    for (int b = 0; b < 2; b++) {
+        int bits = b ? opts.param_bits : opts.act_bits;
+        if ((bits < QD_BITS_MIN || bits > QD_BITS_MAX) && bits != QD_BITS_FLOAT) {
+            qd_errf(e, QD_EINPUT, "%s bit-width %d is out of range (%d..%d, or %d for float)",
+                    b ? "weight" : "activation", bits, QD_BITS_MIN, QD_BITS_MAX, QD_BITS_FLOAT);
+            goto fail;
+        }
+    }
+    if (!opts.cfg) {
+        qd_errf(e, QD_EINPUT, "no quantsim config");
+        goto fail;
+    }
+    qd_fuse_stats fs;
+    if (qd_graph_fuse_ex(g, QD_FUSE_BN, NULL, &fs, e))
+        goto fail;
+    s->bn_folded = fs.bn_folded;
+    s->qof = malloc(((size_t)g->nvalues + 1) * sizeof *s->qof);
+    s->orig = calloc((size_t)g->nvalues + 1, sizeof *s->orig);
+    s->inq = calloc((size_t)g->ninputs + 1, sizeof *s->inq);
+    s->inview = calloc((size_t)g->ninputs + 1, sizeof *s->inview);
+    if (!s->qof || !s->orig || !s->inq || !s->inview) {
+        qd_errf(e, QD_EFAIL, "out of memory");
+        goto fail;
+    }
+    for (int v = 0; v < g->nvalues; v++)
+        s->qof[v] = -1;
+    if (place(s, &opts, e))
+        goto fail;
+    /* Relu/Clip into their Conv where no quantizer sits between them */
+    unsigned char *keep = calloc((size_t)g->nvalues + 1, 1);
+    if (!keep) {
+        qd_errf(e, QD_EFAIL, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < s->nq; i++)
+        keep[s->q[i].value] = 1;
+    int nv0 = g->nvalues;
+    int rc = qd_graph_fuse_ex(g, QD_FUSE_ACT, keep, &fs, e);
+    free(keep);
+    if (rc)
+        goto fail;
+    s->act_fused = fs.act_fused;
+    if (g->nvalues != nv0) { /* fusion adds no values; the maps are sized for nv0 */
+        qd_errf(e, QD_EFAIL, "internal: fusion added values");
+        goto fail;
+    }
+    renumber(s);
+    s->x = qd_exec_new(g, opts.nthreads, e);
+    if (!s->x)
+        goto fail;
+    qd_exec_set_hook(s->x, hook, s);
+    return s;
+fail:
+    qd_sim_free(s);
+    return NULL;
+}
+
+void qd_sim_free(qd_sim *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < s->nq; i++) {
+        free(s->q[i].name);
+        free(s->q[i].enc);
+        qd_stats_free(s->q[i].stats);
+    }
+    free(s->q);
+    if (s->orig)
+        for (int v = 0; v < s->g->nvalues; v++)
+            if (s->orig[v]) {
+                qd_tensor_free(s->orig[v]);
+                free(s->orig[v]);
+            }
+    free(s->orig);
+    if (s->inq)
+        for (int i = 0; i < s->g->ninputs; i++)
+            qd_tensor_free(&s->inq[i]);
+    free(s->inq);
+    free(s->inview);
+    free(s->qof);
+    qd_exec_free(s->x);
+    qd_graph_free(s->g);
+    free(s);
+}
+
+const qd_graph *qd_sim_graph(const qd_sim *s) { return s->g; }
+const qd_tensor *qd_sim_param_orig(const qd_sim *s, int v)
+{
+    return v >= 0 && v < s->g->nvalues ? s->orig[v] : NULL;
+}
+int qd_sim_count(const qd_sim *s) { return s->nq; }
+qd_quantizer *qd_sim_get(qd_sim *s, int i) { return i >= 0 && i < s->nq ? &s->q[i] : NULL; }
+qd_exec *qd_sim_exec(qd_sim *s) { return s->x; }
+
+int qd_sim_find(const qd_sim *s, const char *name)
+{
+    int v = qd_graph_find_value(s->g, name);
+    return v >= 0 ? s->qof[v] : -1;
+}
+
+void qd_sim_get_counts(const qd_sim *s, qd_sim_counts *c)
+{
+    memset(c, 0, sizeof *c);
+    for (int i = 0; i < s->nq; i++) {
+        const qd_quantizer *q = &s->q[i];
+        *(q->kind == QD_QK_INPUT ? &c->inputs : q->kind == QD_QK_ACT ? &c->acts : &c->params) += 1;
+        c->enabled += q->set.enabled && q->set.scheme.bits != QD_BITS_FLOAT;
+    }
+    c->bn_folded = s->bn_folded;
+    c->act_fused = s->act_fused;
+}
+
+/* ------------------------------------------------------------ encodings */
+
+static int active(const qd_quantizer *q) { return q->set.enabled && q->set.scheme.bits != QD_BITS_FLOAT; }
+
+static int want_channels(const qd_quantizer *q) { return q->set.per_channel && q->axis >= 0 ? (int)q->nch : 1; }
+
+static int ensure_enc(qd_quantizer *q, int n, qd_err *e)
+{
+    qd_encoding *ne = realloc(q->enc, (size_t)n * sizeof *ne);
+    if (!ne)
+        return qd_errf(e, QD_EFAIL, "out of memory");
+    q->enc = ne;
+    return QD_OK;
+}
+
+/* outer x nch x inner of a param along its axis */
+static void layout(const qd_tensor *t, int axis, size_t *outer, size_t *nch, size_t *inner)
+{
+    *outer = *inner = *nch = 1;
+    for (int d = 0; d < t->ndim; d++) {
+        size_t k = (size_t)t->shape[d];
+        if (axis < 0 || d < axis)
+            *outer *= k;
+        else if (d == axis)
+            *nch = k;
+        else
+            *inner *= k;
+    }
+    if (axis < 0) {
+        *inner = *outer;
+        *outer = 1;
+    }
+}
+
+static int param_encodings(qd_sim *s, qd_quantizer *q, qd_err *e)
+{
+    int n = want_channels(q);
+    if (ensure_enc(q, n, e))
+        return e->code;
+    if (q->set.fixed) {
+        for (int c = 0; c < n; c++)
+            q->enc[c] = qd_quant_encoding(q->set.fmin, q->set.fmax, &q->set.scheme);
+    } else {
+        const qd_tensor *w = s->orig[q->value];
+        size_t outer, nch, inner;
+        layout(w, n > 1 ? q->axis : -1, &outer, &nch, &inner);
+        if (qd_calib_tensor(w->data, outer, nch, inner, q->set.range, q->set.pct, &q->set.scheme, q->enc, e))
+            return qd_err_prefix(e, "%s", q->name), e->code;
+    }
+    q->nenc = n;
+    return QD_OK;
+}
+
+static int act_encodings(qd_quantizer *q, qd_err *e)
+{
+    if (ensure_enc(q, 1, e))
+        return e->code;
+    if (q->set.fixed) {
+        q->enc[0] = qd_quant_encoding(q->set.fmin, q->set.fmax, &q->set.scheme);
+    } else {
+        if (!q->stats || !qd_stats_count(q->stats)) {
+            q->nenc = 0;
+            return QD_OK; /* not calibrated yet */
+        }
+        if (q->set.range != QD_RANGE_MINMAX && !qd_stats_has_hist(q->stats))
+            return qd_errf(e, QD_EINPUT, "%s: range %s needs a histogram: calibrate again", q->name,
+                           qd_range_name(q->set.range));
+        if (qd_stats_encoding(q->stats, q->set.range, q->set.pct, &q->set.scheme, &q->enc[0], e))
+            return qd_err_prefix(e, "%s", q->name), e->code;
+    }
+    q->nenc = 1;
+    return QD_OK;
+}
+
+/* Write fake-quantized weights (or the originals for bypassed params). */
+static void apply_weights(qd_sim *s)
+{
+    for (int i = 0; i < s->nq; i++) {
+        qd_quantizer *q = &s->q[i];
+        if (q->kind != QD_QK_PARAM)
+            continue;
+        const qd_tensor *w = s->orig[q->value];
+        qd_tensor *dst = s->g->values[q->value].init;
+        if (!active(q) || !q->nenc) {
+            memcpy(dst->data, w->data, qd_tensor_nbytes(w));
+            continue;
+        }
+        size_t outer, nch, inner;
+        layout(w, q->nenc > 1 ? q->axis : -1, &outer, &nch, &inner);
+        if (q->nenc > 1)
+            qd_fake_quant_channels(w->data, dst->data, outer, nch, inner, q->enc);
+        else
+            qd_fake_quant(w->data, dst->data, qd_tensor_numel(w), &q->enc[0]);
+    }
+    s->weights_dirty = 0;
+}
+
+int qd_sim_update(qd_sim *s, qd_err *e)
+{
+    for (int i = 0; i < s->nq; i++) {
+        qd_quantizer *q = &s->q[i];
+        if (!active(q) || q->frozen)
+            continue;
+        if (q->kind == QD_QK_PARAM ? param_encodings(s, q, e) : act_encodings(q, e))
+            return e->code;
+    }
+    apply_weights(s);
+    return QD_OK;
+}
+
+int qd_sim_set_encodings(qd_sim *s, int qi, const qd_encoding *enc, int n, qd_err *e)
+{
+    qd_quantizer *q = qd_sim_get(s, qi);
+    if (!q)
+        return qd_errf(e, QD_EINPUT, "no quantizer %d", qi);
+    if (n != 1 && !(q->axis >= 0 && n == q->nch))
+        return qd_errf(e, QD_EINPUT, "%s: %d encodings, expected 1%s", q->name, n,
+                       q->axis >= 0 ? " or one per channel" : "");
+    for (int c = 0; c < n; c++) {
+        const char *why = qd_quant_encoding_invalid(&enc[c]);
+        if (why)
+            return qd_errf(e, QD_EINPUT, "%s: encoding %d: %s", q->name, c, why);
+    }
+    if (ensure_enc(q, n, e))
+        return e->code;
+    memcpy(q->enc, enc, (size_t)n * sizeof *enc);
+    q->nenc = n;
+    q->frozen = 1;
+    q->set.enabled = 1;
+    q->set.per_channel = n > 1;
+    q->set.scheme.bits = enc[0].bits;
+    q->set.scheme.symmetric = enc[0].symmetric;
+    if (q->kind == QD_QK_PARAM)
+        s->weights_dirty = 1;
+    return QD_OK;
+}
+
+/* ------------------------------------------------------------ overrides */
+
+static int matches(const qd_quantizer *q, const char *pat)
+{
+    if (pat[0] == '@') {
+        if (!strcmp(pat, "@all"))
+            return 1;
+        if (!strcmp(pat, "@weights") || !strcmp(pat, "@params"))
+            return q->kind == QD_QK_PARAM;
+        if (!strcmp(pat, "@activations") || !strcmp(pat, "@acts"))
+            return q->kind != QD_QK_PARAM;
+        if (!strcmp(pat, "@inputs"))
+            return q->kind == QD_QK_INPUT;
+    }
+    return strcmp(q->name, pat) == 0 || fnmatch(pat, q->name, 0) == 0;
+}
+
+int qd_sim_override(qd_sim *s, const char *pat, const qd_override *ov, int *matched, qd_err *e)
+{
+    static const char *const groups[] = {"@all", "@weights", "@params", "@activations", "@acts", "@inputs"};
+    int is_group = 0;
+    for (size_t i = 0; i < sizeof groups / sizeof *groups; i++)
+        is_group |= !strcmp(pat, groups[i]);
+    if (pat[0] == '@' && !is_group)
+        return qd_errf(e, QD_EINPUT, "unknown quantizer group '%s' (@all, @weights, @activations, @inputs)", pat);
+    if ((ov->set & QD_OV_BITS) && (ov->bits < QD_BITS_MIN || ov->bits > QD_BITS_MAX) && ov->bits != QD_BITS_FLOAT)
+        return qd_errf(e, QD_EINPUT, "bit-width %d out of range (%d..%d, or 32 for float)", ov->bits, QD_BITS_MIN,
+                       QD_BITS_MAX);
+    if ((ov->set & QD_OV_FIXED) && !(ov->fmin <= ov->fmax))
+        return qd_errf(e, QD_EINPUT, "fixed range [%g, %g] is empty", ov->fmin, ov->fmax);
+    int n = 0;
+    for (int i = 0; i < s->nq; i++) {
+        qd_quantizer *q = &s->q[i];
+        if (!matches(q, pat))
+            continue;
+        n++;
+        if (ov->set & QD_OV_ENABLED)
+            q->set.enabled = ov->enabled;
+        if (ov->set & QD_OV_BITS)
+            q->set.scheme.bits = ov->bits;
+        if (ov->set & QD_OV_SYMMETRIC)
+            q->set.scheme.symmetric = ov->symmetric;
+        if (ov->set & QD_OV_STRICT)
+            q->set.scheme.strict_symmetric = ov->strict;
+        if (ov->set & QD_OV_UNSIGNED)
+            q->set.scheme.unsigned_symmetric = ov->unsigned_sym;
+        if (ov->set & QD_OV_PER_CHANNEL)
+            q->set.per_channel = ov->per_channel && q->axis >= 0;
+        if (ov->set & QD_OV_RANGE) {
+            q->set.range = ov->range;
+            q->set.pct = ov->pct;
+            q->set.fixed = 0;
+        }
+        if (ov->set & QD_OV_FIXED) {
+            q->set.fixed = 1;
+            q->set.fmin = ov->fmin;
+            q->set.fmax = ov->fmax;
+        }
+        if (ov->set & ~(unsigned)QD_OV_ENABLED) { /* the encoding must follow the new settings */
+            q->frozen = 0;
+            q->nenc = 0;
+        }
+        if (q->kind == QD_QK_PARAM)
+            s->weights_dirty = 1;
+    }
+    if (matched)
+        *matched = n;
+    if (!n)
+        return qd_errf(e, QD_EINPUT, "no quantizer matches '%s'", pat);
+    return QD_OK;
+}
+
+/* ------------------------------------------------------------ running */
+
+/* In place on t (owned by the executor; a borrowed view is copied first so
+ * that the tensor it views is left alone). */
+static int quantize_tensor(qd_sim *s, qd_quantizer *q, qd_tensor *t)
+{
+    if (!active(q) || t->dtype != QD_F32)
+        return 0;
+    if (s->mode == MODE_OBSERVE) {
+        if (q->stats)
+            qd_stats_add(q->stats, t->data, (size_t)qd_tensor_numel(t));
+        return 0;
+    }
+    if (!t->cap && t->data) {
+        qd_tensor own = {0};
+        qd_err e = {0};
+        if (qd_tensor_copy(&own, t, &e))
+            return QD_EFAIL;
+        *t = own;
+    }
+    if (q->nenc)
+        qd_fake_quant(t->data, t->data, (size_t)qd_tensor_numel(t), &q->enc[0]);
+    return 0;
+}
+
+static int hook(void *user, const qd_graph *g, int node, qd_tensor **outs)
+{
+    qd_sim *s = user;
+    const qd_node *n = &g->nodes[node];
+    for (int j = 0; j < n->nout; j++) {
+        int v = n->out[j];
+        if (v < 0 || s->qof[v] < 0 || !outs[j])
+            continue;
+        int rc = quantize_tensor(s, &s->q[s->qof[v]], outs[j]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int run(qd_sim *s, const qd_tensor *inputs, int ninputs, qd_err *e)
+{
+    const qd_graph *g = s->g;
+    if (ninputs != g->ninputs)
+        return qd_errf(e, QD_EINPUT, "model takes %d input(s), got %d", g->ninputs, ninputs);
+    for (int i = 0; i < ninputs; i++) {
+        s->inview[i] = inputs[i];
+        s->inview[i].cap = 0;
+        int qi = s->qof[g->inputs[i]];
+        if (qi < 0 || !active(&s->q[qi]) || inputs[i].dtype != QD_F32)
+            continue;
+        size_t n = (size_t)qd_tensor_numel(&inputs[i]);
+        if (s->mode == MODE_OBSERVE) {
+            if (s->q[qi].stats)
+                qd_stats_add(s->q[qi].stats, inputs[i].data, n);
+            continue;
+        }
+        qd_tensor *t = &s->inq[i];
+        if (qd_tensor_resize(t, QD_F32, inputs[i].ndim, inputs[i].shape, e))
+            return e->code;
+        qd_fake_quant(inputs[i].data, t->data, n, &s->q[qi].enc[0]);
+        s->inview[i] = *t;
+        s->inview[i].cap = 0;
+    }
+    return qd_exec_run(s->x, s->inview, ninputs, e);
+}
+
+int qd_sim_run(qd_sim *s, const qd_tensor *inputs, int ninputs, qd_err *e)
+{
+    for (int i = 0; i < s->nq; i++)
+        if (active(&s->q[i]) && !s->q[i].nenc)
+            return qd_errf(e, QD_EINPUT, "quantizer '%s' has no encodings (calibrate or import encodings first)",
+                           s->q[i].name);
+    if (s->weights_dirty)
+        apply_weights(s);
+    s->mode = MODE_RUN;
+    return run(s, inputs, ninputs, e);
+}
+
+const qd_tensor *qd_sim_output(const qd_sim *s, int i) { return qd_exec_output(s->x, i); }
+
+int qd_sim_calibrate(qd_sim *s, qd_dataset *d, int64_t batch, qd_progress_fn progress, void *user, qd_err *e)
+{
+    if (batch < 1)
+        batch = 32;
+    if (s->g->ninputs != 1)
+        return qd_errf(e, QD_EINPUT, "calibration needs a model with one input, this one has %d", s->g->ninputs);
+    /* params first: activations are observed behind quantized weights */
+    for (int i = 0; i < s->nq; i++) {
+        qd_quantizer *q = &s->q[i];
+        if (q->kind == QD_QK_PARAM && active(q) && !q->frozen && param_encodings(s, q, e))
+            return e->code;
+    }
+    apply_weights(s);
+    int need = 0;
+    for (int i = 0; i < s->nq; i++) {
+        qd_quantizer *q = &s->q[i];
+        if (q->kind == QD_QK_PARAM || !active(q) || q->frozen || q->set.fixed)
+            continue;
+        int hist = q->set.range != QD_RANGE_MINMAX;
+        if (q->stats && qd_stats_has_hist(q->stats) != hist) {
+            qd_stats_free(q->stats);
+            q->stats = NULL;
+        }
+        if (!q->stats && !(q->stats = qd_stats_new(hist)))
+            return qd_errf(e, QD_EFAIL, "out of memory");
+        qd_stats_reset(q->stats);
+        need = 1;
+    }
+    int64_t total = qd_data_count(d);
+    qd_tensor xb = {0};
+    int rc = QD_OK;
+    s->mode = MODE_OBSERVE;
+    for (int64_t at = 0; need && at < total; at += batch) {
+        int64_t nb = total - at < batch ? total - at : batch;
+        if ((rc = qd_data_batch(d, at, nb, &xb, NULL, e)) || (rc = run(s, &xb, 1, e)))
+            break;
+        if (progress && progress(user, at + nb, total)) {
+            rc = qd_errf(e, QD_EINPUT, "calibration stopped");
+            break;
+        }
+    }
+    s->mode = MODE_RUN;
+    qd_tensor_free(&xb);
+    if (rc)
+        return rc;
+    for (int i = 0; i < s->nq; i++) {
+        qd_quantizer *q = &s->q[i];
+        if (q->kind != QD_QK_PARAM && active(q) && !q->frozen && act_encodings(q, e))
+            return e->code;
+    }
+    return QD_OK;
+}

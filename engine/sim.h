@@ -1,0 +1,142 @@
+/* sim.h - quantization simulation of a graph: quantizers placed per an
+ * AIMET runtime config, calibrated on data, and fake-quant inference.
+ *
+ * Placement (AIMET conventions, white paper ch. 3) on the graph after its
+ * BatchNormalizations are folded into neighbouring Conv/Gemm nodes:
+ *   - an input quantizer on each float model input (model_input);
+ *   - an output quantizer on each op output (defaults.ops / op_type), except
+ *     inside a supergroup chain (its last op keeps it) and after ops that
+ *     only move data (Reshape, Flatten, Transpose, Squeeze, MaxPool, ...),
+ *     unless op_type asks for one explicitly; model_output forces one on
+ *     graph outputs;
+ *   - a param quantizer on the weight (input 1) of Conv, ConvTranspose, Gemm
+ *     and MatMul, and on the bias (input 2) when the config quantizes biases.
+ * Quantizers are named by the ONNX tensor they quantize.
+ *
+ * Activation quantizers act in place on the tensor right after the node that
+ * produces it, so every consumer sees the quantized values; param quantizers
+ * rewrite the sim's copy of the weight (the original is kept). */
+#ifndef QD_SIM_H
+#define QD_SIM_H
+
+#include <stdint.h>
+
+#include "calib.h"
+#include "data.h"
+#include "eval.h"
+#include "exec.h"
+#include "graph.h"
+#include "qconfig.h"
+#include "quant.h"
+
+typedef enum qd_qkind { QD_QK_INPUT, QD_QK_ACT, QD_QK_PARAM } qd_qkind;
+
+/* A quantizer's settings (what the user controls). */
+typedef struct qd_qsettings {
+    int enabled;             /* 0 = bypassed */
+    qd_qscheme scheme;       /* bits (QD_BITS_FLOAT = bypassed), symmetric... */
+    int per_channel;         /* params with an axis only */
+    qd_range_method range;
+    double pct;              /* percentile for QD_RANGE_PERCENTILE */
+    int fixed;               /* use [fmin, fmax] instead of statistics */
+    double fmin, fmax;
+} qd_qsettings;
+
+typedef struct qd_quantizer {
+    char *name;              /* ONNX tensor name */
+    qd_qkind kind;
+    int value;               /* value index in qd_sim_graph() */
+    int node;                /* params: consuming node; acts: producer; inputs: -1 */
+    int axis;                /* params: output-channel axis of the tensor, -1 if none */
+    int64_t nch;             /* channels along axis (1 when axis < 0) */
+    qd_qsettings set;
+    int nenc;                /* encodings held: 0 (none yet), 1 (per tensor) or nch */
+    qd_encoding *enc;
+    int frozen;              /* encodings imported: calibration keeps them */
+    qd_stats *stats;         /* activation/input statistics from calibration, or NULL */
+} qd_quantizer;
+
+/* Fields an override sets (bits of qd_override.set). */
+enum {
+    QD_OV_ENABLED = 1 << 0,
+    QD_OV_BITS = 1 << 1,
+    QD_OV_SYMMETRIC = 1 << 2,
+    QD_OV_PER_CHANNEL = 1 << 3,
+    QD_OV_RANGE = 1 << 4,
+    QD_OV_FIXED = 1 << 5,     /* fmin, fmax */
+    QD_OV_STRICT = 1 << 6,
+    QD_OV_UNSIGNED = 1 << 7,
+};
+
+typedef struct qd_override {
+    unsigned set;            /* QD_OV_* of the fields given */
+    int enabled, bits, symmetric, per_channel, strict, unsigned_sym;
+    qd_range_method range;
+    double pct;
+    double fmin, fmax;
+} qd_override;
+
+typedef struct qd_sim_opts {
+    const qd_qcfg *cfg;      /* placement and default schemes (borrowed for qd_sim_new only) */
+    int act_bits;            /* activations and inputs, default 8 */
+    int param_bits;          /* weights (and quantized biases), default 8 */
+    qd_range_method range;   /* default range method of every quantizer */
+    double pct;
+    int per_channel;         /* -1: as the config says; 0/1 force per-tensor/per-channel weights */
+    int nthreads;            /* default 1 */
+} qd_sim_opts;
+
+typedef struct qd_sim qd_sim;
+
+/* Take ownership of g (freed with the sim, also on failure), fold its
+ * batch norms, place quantizers. QD_EINPUT when the config does not fit
+ * (e.g. bit-widths out of range). */
+qd_sim *qd_sim_new(qd_graph *g, const qd_sim_opts *o, qd_err *e);
+void qd_sim_free(qd_sim *s);
+
+/* The simulated graph (BN folded; activations fused only inside supergroups).
+ * Its weights hold the fake-quantized values while the sim is applied. */
+const qd_graph *qd_sim_graph(const qd_sim *s);
+/* Original FP32 tensor of value v (a param's unquantized weight), borrowed. */
+const qd_tensor *qd_sim_param_orig(const qd_sim *s, int v);
+
+int qd_sim_count(const qd_sim *s);
+qd_quantizer *qd_sim_get(qd_sim *s, int i);
+/* Index of the quantizer on the tensor named name, or -1. */
+int qd_sim_find(const qd_sim *s, const char *name);
+
+/* Apply ov to every quantizer matching pattern: a tensor name, an fnmatch(3)
+ * glob, or a group: "@all", "@weights" (params), "@activations" (acts and
+ * inputs), "@inputs". *matched (may be NULL) gets the count; no match is
+ * QD_EINPUT naming the pattern. Encodings affected are recomputed from the
+ * kept statistics (params: from the weights) on the next run. */
+int qd_sim_override(qd_sim *s, const char *pattern, const qd_override *ov, int *matched, qd_err *e);
+
+/* Set and freeze quantizer q's encodings (n = 1 or its channel count). */
+int qd_sim_set_encodings(qd_sim *s, int q, const qd_encoding *enc, int n, qd_err *e);
+
+/* Calibration: params' encodings from their weights; then n images of d
+ * (from its start; use qd_data_limit to pick them) run with weights
+ * fake-quantized and activations passing through unquantized while their
+ * statistics are gathered; then activation encodings. Frozen quantizers
+ * keep their encodings. */
+int qd_sim_calibrate(qd_sim *s, qd_dataset *d, int64_t batch, qd_progress_fn progress, void *user,
+                     qd_err *e);
+/* Recompute encodings from the kept statistics (after qd_sim_override). */
+int qd_sim_update(qd_sim *s, qd_err *e);
+
+/* Run fake-quant inference (like qd_exec_run). Every enabled quantizer must
+ * have encodings (QD_EINPUT naming the first that has none). */
+int qd_sim_run(qd_sim *s, const qd_tensor *inputs, int ninputs, qd_err *e);
+const qd_tensor *qd_sim_output(const qd_sim *s, int i);
+qd_exec *qd_sim_exec(qd_sim *s);
+
+/* Counts for reports. */
+typedef struct qd_sim_counts {
+    int inputs, acts, params;    /* quantizers by kind */
+    int enabled;                 /* of all kinds */
+    int bn_folded, act_fused;
+} qd_sim_counts;
+void qd_sim_get_counts(const qd_sim *s, qd_sim_counts *c);
+
+#endif

@@ -1,0 +1,114 @@
+/* qsetup.c - options -> calibrated qd_sim (see qsetup.h). */
+#include "qsetup.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qjson.h"
+#include "util.h"
+
+static int parse_bits(const char *p, char **end, int *bits)
+{
+    errno = 0;
+    long v = strtol(p, end, 10);
+    if (*end == p || errno || !((v >= QD_BITS_MIN && v <= QD_BITS_MAX) || v == QD_BITS_FLOAT))
+        return -1;
+    *bits = (int)v;
+    return 0;
+}
+
+int qd_qsetup_parse_quant(const char *s, int *wbits, int *abits, qd_err *e)
+{
+    char *end;
+    if (s[0] != 'w' || parse_bits(s + 1, &end, wbits) || *end != 'a' || parse_bits(end + 1, &end, abits) || *end)
+        return qd_errf(e, QD_EINPUT,
+                       "--quant must look like w8a8 (weight and activation bits, 2..16 or 32 for float), got '%s'",
+                       s);
+    return QD_OK;
+}
+
+qd_sim *qd_qsetup_build(const char *model, const qd_qsetup *o, double *calib_s, qd_err *e)
+{
+    int wbits = 8, abits = 8;
+    qd_range_method rm = QD_RANGE_SQNR;
+    double pct = 99.99;
+    if (calib_s)
+        *calib_s = 0;
+    if ((o->quant && qd_qsetup_parse_quant(o->quant, &wbits, &abits, e)) ||
+        (o->range && qd_range_parse(o->range, &rm, &pct, e)))
+        return NULL;
+    qd_qcfg cfg = {0};
+    const char *cname = o->config ? o->config : o->per_channel == 1 ? "per_channel" : "default";
+    int rc = (!strcmp(cname, "default") || !strcmp(cname, "per_channel")) ? qd_qcfg_builtin(cname, &cfg, e)
+                                                                          : qd_qcfg_load(cname, &cfg, e);
+    if (rc)
+        return NULL;
+    /* supported_kernels, when the config lists them, bound the bit-widths */
+    if (cfg.nkernels) {
+        int ok = 0;
+        for (int i = 0; i < cfg.nkernels; i++)
+            ok |= cfg.kernels[i].act_bits == abits && (!cfg.kernels[i].param_bits || cfg.kernels[i].param_bits == wbits);
+        if (!ok) {
+            qd_errf(e, QD_EINPUT, "%s: defaults.supported_kernels has no kernel for w%da%d", cname, wbits, abits);
+            qd_qcfg_clear(&cfg);
+            return NULL;
+        }
+    }
+    qd_graph *g = qd_graph_load(model, e);
+    if (!g) {
+        qd_qcfg_clear(&cfg);
+        return NULL;
+    }
+    qd_sim_opts so = {.cfg = &cfg, .act_bits = abits, .param_bits = wbits, .range = rm, .pct = pct,
+                      .per_channel = o->per_channel, .nthreads = o->nthreads};
+    qd_sim *s = qd_sim_new(g, &so, e);
+    qd_qcfg_clear(&cfg);
+    if (!s)
+        return qd_err_prefix(e, "%s", model), NULL;
+    if (o->overrides && qd_overrides_load(s, o->overrides, e))
+        goto fail;
+    for (int i = 0; i < o->nsets; i++) {
+        char *pat = NULL;
+        qd_override ov;
+        if (qd_override_parse(o->sets[i], &pat, &ov, e)) {
+            qd_err_prefix(e, "--set '%s'", o->sets[i]);
+            goto fail;
+        }
+        rc = qd_sim_override(s, pat, &ov, NULL, e);
+        free(pat);
+        if (rc) {
+            qd_err_prefix(e, "--set '%s'", o->sets[i]);
+            goto fail;
+        }
+    }
+    if (o->encodings && qd_encodings_read(s, o->encodings, e))
+        goto fail;
+    /* calibrate what the encodings file did not fix */
+    int need = 0;
+    for (int i = 0; i < qd_sim_count(s); i++) {
+        qd_quantizer *q = qd_sim_get(s, i);
+        need |= q->kind != QD_QK_PARAM && q->set.enabled && !q->frozen && !q->set.fixed &&
+                q->set.scheme.bits != QD_BITS_FLOAT;
+    }
+    const char *spec = o->calib_data ? o->calib_data : "fashion-mnist:train";
+    double t0 = qd_now_ms();
+    if (need) {
+        qd_dataset *d = qd_data_open(spec, o->dopts, e);
+        if (!d || qd_data_limit(d, o->calib > 0 ? o->calib : 1000, o->seed, e) ||
+            qd_sim_calibrate(s, d, o->batch > 0 ? o->batch : 64, o->progress, o->user, e)) {
+            qd_data_free(d);
+            qd_err_prefix(e, "calibrating on %s", spec);
+            goto fail;
+        }
+        qd_data_free(d);
+    } else if (qd_sim_update(s, e)) { /* params only: no images needed */
+        goto fail;
+    }
+    if (calib_s)
+        *calib_s = (qd_now_ms() - t0) / 1e3;
+    return s;
+fail:
+    qd_sim_free(s);
+    return NULL;
+}

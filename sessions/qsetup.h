@@ -1,0 +1,40 @@
+/* qsetup.h - builds a calibrated quantization simulation from the options
+ * every quantizing command shares (--quant, --per-channel, --range, --calib,
+ * --calib-data, --config, --overrides, --set, --encodings). */
+#ifndef QD_QSETUP_H
+#define QD_QSETUP_H
+
+#include <stdint.h>
+
+#include "data.h"
+#include "eval.h"
+#include "sim.h"
+
+typedef struct qd_qsetup {
+    const char *quant;        /* "w8a8", "w4a8", "w8a16"...; NULL = w8a8 */
+    int per_channel;          /* -1: as the config says; 0 per-tensor; 1 per-channel weights */
+    const char *range;        /* qd_range_parse syntax; NULL = sqnr (AIMET's tf_enhanced default) */
+    int64_t calib;            /* calibration images; 0 = 1000 */
+    const char *calib_data;   /* dataset spec; NULL = fashion-mnist:train */
+    uint64_t seed;            /* picks the calibration subset */
+    const char *config;       /* AIMET runtime config file, or "default" / "per_channel" (built in); NULL = by per_channel */
+    const char *overrides;    /* JSON overrides file or NULL */
+    const char *const *sets;  /* "PATTERN key=value ..." overrides, applied in order after the file */
+    int nsets;
+    const char *encodings;    /* AIMET encodings file to import and freeze, or NULL */
+    int nthreads;
+    int64_t batch;
+    const qd_data_opts *dopts;/* preprocessing of the calibration data (NULL = defaults) */
+    qd_progress_fn progress;  /* calibration progress, may be NULL */
+    void *user;
+} qd_qsetup;
+
+/* "wNaM" (N, M in 2..16 or 32) -> bit-widths; QD_EINPUT naming s. */
+int qd_qsetup_parse_quant(const char *s, int *wbits, int *abits, qd_err *e);
+
+/* Load model, build the sim, apply config, overrides, encodings, then
+ * calibrate what is not frozen. *calib_s (may be NULL) gets the calibration
+ * wall time in seconds. Errors name the file or option at fault. */
+qd_sim *qd_qsetup_build(const char *model, const qd_qsetup *o, double *calib_s, qd_err *e);
+
+#endif
