@@ -45,7 +45,7 @@ static inline float min_nn(float v, float a)
 /* max that keeps a NaN once one was seen: flags NaNs for the slow path. */
 static inline float max_nan(float v, float a)
 {
-    return (v > a) | (v != v) ? v : a;
+    return ((v > a) | (v != v)) ? v : a;
 }
 
 /* Min and max of x[0..n), n > 0; *mx is NaN when x holds a NaN. The lanes
