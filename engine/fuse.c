@@ -8,34 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* uses[v]: how many node inputs and graph outputs read value v */
-static int *count_uses(const qd_graph *g)
-{
-    int *uses = calloc((size_t)g->nvalues + 1, sizeof *uses);
-    if (!uses)
-        return NULL;
-    for (int i = 0; i < g->nnodes; i++)
-        for (int j = 0; j < g->nodes[i].nin; j++)
-            if (g->nodes[i].in[j] >= 0)
-                uses[g->nodes[i].in[j]]++;
-    for (int i = 0; i < g->noutputs; i++)
-        uses[g->outputs[i]]++;
-    return uses;
-}
-
-/* The single consumer of value v, or -1 when it has none or several or is a
- * graph output. */
-static int sole_consumer(const qd_graph *g, const int *uses, int v)
-{
-    if (uses[v] != 1)
-        return -1;
-    for (int i = 0; i < g->nnodes; i++)
-        for (int j = 0; j < g->nodes[i].nin; j++)
-            if (g->nodes[i].in[j] == v)
-                return i;
-    return -1; /* a graph output */
-}
-
 static const qd_tensor *const_f32(const qd_graph *g, const qd_node *n, int i, int64_t numel)
 {
     const qd_tensor *t = qd_node_const_input(g, n, i);
@@ -151,6 +123,25 @@ static int ensure_bias(qd_graph *g, int ci, int64_t co, const int *uses, qd_err 
     return 1;
 }
 
+/* The shared start of both folds: BN b's per-channel scale and shift over
+ * nch channels into a fresh *ab (a = *ab, shift = *ab + nch), and a bias on
+ * node ci (co channels). Returns 1 when the fold can go ahead (caller frees
+ * *ab), 0 when it cannot, -1 on error (in e). */
+static int bn_prepare(qd_graph *g, const qd_node *b, int ci, int64_t nch, int64_t co, const int *uses, double **ab,
+                      qd_err *e)
+{
+    double *a = malloc((size_t)nch * 2 * sizeof *a);
+    if (!a)
+        return qd_errf(e, QD_EFAIL, "out of memory"), -1;
+    int r = bn_affine(g, b, nch, a, a + nch) ? ensure_bias(g, ci, co, uses, e) : 0;
+    if (r <= 0) {
+        free(a);
+        return r;
+    }
+    *ab = a;
+    return 1;
+}
+
 /* Fold BN (node b) into the Conv/Gemm c before it: W' = W * a per output
  * channel, B' = B * a + shift (see bn_affine). */
 static int fold_bn(qd_graph *g, int ci, int bi, const int *uses, unsigned char *dead, qd_err *e)
@@ -162,19 +153,10 @@ static int fold_bn(qd_graph *g, int ci, int bi, const int *uses, unsigned char *
         return 0;
     const qd_tensor *w = qd_node_const_input(g, c, 1);
     int64_t per = qd_tensor_numel(w) / co;
-    double *a = malloc((size_t)co * 2 * sizeof *a);
-    if (!a)
-        return qd_errf(e, QD_EFAIL, "out of memory"), -1;
-    if (!bn_affine(g, b, co, a, a + co)) {
-        free(a);
-        return 0;
-    }
-    int r = ensure_bias(g, ci, co, uses, e);
-    if (r <= 0) {
-        free(a);
+    double *a;
+    int r = bn_prepare(g, b, ci, co, co, uses, &a, e);
+    if (r <= 0)
         return r;
-    }
-    c = &g->nodes[ci];
     float *W = (float *)g->values[c->in[1]].init->data, *B = (float *)g->values[c->in[2]].init->data;
     for (int64_t k = 0; k < co * per; k++) {
         int64_t o = gt == 0 ? k % co : k / per; /* Gemm without transB: W is K x N */
@@ -220,19 +202,10 @@ static int fold_bn_forward(qd_graph *g, int bi, int ci, const int *uses, unsigne
         cin = gt ? w->shape[1] : w->shape[0];
         ci_per = cin;
     }
-    double *a = malloc((size_t)cin * 2 * sizeof *a);
-    if (!a)
-        return qd_errf(e, QD_EFAIL, "out of memory"), -1;
-    if (!bn_affine(g, b, cin, a, a + cin)) {
-        free(a);
-        return 0;
-    }
-    int r = ensure_bias(g, ci, co, uses, e);
-    if (r <= 0) {
-        free(a);
+    double *a;
+    int r = bn_prepare(g, b, ci, cin, co, uses, &a, e);
+    if (r <= 0)
         return r;
-    }
-    c = &g->nodes[ci];
     float *W = (float *)g->values[c->in[1]].init->data, *B = (float *)g->values[c->in[2]].init->data;
     for (int64_t o = 0; o < co; o++) {
         double acc = 0;
@@ -293,7 +266,7 @@ int qd_graph_fuse_ex(qd_graph *g, unsigned flags, const unsigned char *keep, qd_
     memset(st, 0, sizeof *st);
     int nvalues0 = g->nvalues;
     unsigned char *dead = calloc((size_t)g->nnodes + 1, 1);
-    int *uses = count_uses(g);
+    int *uses = qd_graph_count_uses(g);
     int rc = QD_OK;
     if (!dead || !uses) {
         rc = qd_errf(e, QD_EFAIL, "out of memory");
@@ -308,7 +281,7 @@ int qd_graph_fuse_ex(qd_graph *g, unsigned flags, const unsigned char *keep, qd_
         for (;;) { /* Conv|Gemm [BN] [Relu|Clip]... */
             if (KEPT(c->out[0]))
                 break;
-            int k = sole_consumer(g, uses, c->out[0]);
+            int k = qd_graph_sole_consumer(g, uses, c->out[0]);
             if (k < 0 || dead[k] || g->nodes[k].in[0] != c->out[0])
                 break;
             const char *op = g->nodes[k].op_type;
@@ -337,7 +310,7 @@ int qd_graph_fuse_ex(qd_graph *g, unsigned flags, const unsigned char *keep, qd_
         qd_node *b = &g->nodes[i];
         if (dead[i] || strcmp(b->op_type, "BatchNormalization") != 0 || b->nout < 1 || KEPT(b->out[0]))
             continue;
-        int k = sole_consumer(g, uses, b->out[0]);
+        int k = qd_graph_sole_consumer(g, uses, b->out[0]);
         if (k < 0 || dead[k] || (strcmp(g->nodes[k].op_type, "Conv") && strcmp(g->nodes[k].op_type, "Gemm")))
             continue;
         int done = fold_bn_forward(g, i, k, uses, dead, e);

@@ -121,3 +121,28 @@ const qd_tensor *qd_node_const_input(const qd_graph *g, const qd_node *n, int i)
         return NULL;
     return g->values[n->in[i]].init;
 }
+
+int *qd_graph_count_uses(const qd_graph *g)
+{
+    int *uses = calloc((size_t)g->nvalues + 1, sizeof *uses);
+    if (!uses)
+        return NULL;
+    for (int i = 0; i < g->nnodes; i++)
+        for (int j = 0; j < g->nodes[i].nin; j++)
+            if (g->nodes[i].in[j] >= 0)
+                uses[g->nodes[i].in[j]]++;
+    for (int i = 0; i < g->noutputs; i++)
+        uses[g->outputs[i]]++;
+    return uses;
+}
+
+int qd_graph_sole_consumer(const qd_graph *g, const int *uses, int v)
+{
+    if (uses[v] != 1)
+        return -1;
+    for (int i = 0; i < g->nnodes; i++)
+        for (int j = 0; j < g->nodes[i].nin; j++)
+            if (g->nodes[i].in[j] == v)
+                return i;
+    return -1; /* a graph output */
+}

@@ -90,6 +90,13 @@ void qd_node_clear(qd_node *n);
  * the tensor's name (may be ""). */
 int qd_tensor_load_pb(const char *path, qd_tensor *t, char **name, qd_err *e);
 
+/* uses[v] for every value: how many node inputs and graph outputs read it.
+ * malloc'd (nvalues + 1 entries, the caller frees); NULL on out of memory. */
+int *qd_graph_count_uses(const qd_graph *g);
+/* The one node that reads value v, or -1 when v has no reader, several, or
+ * is a graph output (uses from qd_graph_count_uses). */
+int qd_graph_sole_consumer(const qd_graph *g, const int *uses, int v);
+
 /* Look up a value by name; -1 if absent. */
 int qd_graph_find_value(const qd_graph *g, const char *name);
 
