@@ -107,45 +107,30 @@ static int add_quantizer(qd_sim *s, qd_qkind kind, int v, int node, qd_err *e)
 
 static int tri(int v, int def) { return v >= 0 ? v : def; }
 
+/* A role's flag in one params list; -1 when the list does not set it. */
+static int role_flag(const qd_qcfg_param *p, int n, const char *role, int sym)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(p[i].name, role)) {
+            int v = sym ? p[i].is_symmetric : p[i].is_quantized;
+            if (v >= 0)
+                return v;
+        }
+    return -1;
+}
+
 /* Param role setting: op entry, then the "params" section, then defaults. */
 static int param_flag(const qd_qcfg *c, const qd_qcfg_op *op, const char *role, int sym)
 {
-    for (int i = 0; op && i < op->nparams; i++)
-        if (!strcmp(op->params[i].name, role)) {
-            int v = sym ? op->params[i].is_symmetric : op->params[i].is_quantized;
-            if (v >= 0)
-                return v;
-        }
-    for (int i = 0; i < c->nparams; i++)
-        if (!strcmp(c->params[i].name, role)) {
-            int v = sym ? c->params[i].is_symmetric : c->params[i].is_quantized;
-            if (v >= 0)
-                return v;
-        }
-    return sym ? c->params_symmetric : c->params_quantized;
-}
-
-/* The consumer of value v when it has exactly one reader (a node input) and
- * is not a graph output; else -1. */
-static int only_reader(const qd_graph *g, int v)
-{
-    int who = -1;
-    for (int i = 0; i < g->noutputs; i++)
-        if (g->outputs[i] == v)
-            return -1;
-    for (int i = 0; i < g->nnodes; i++)
-        for (int j = 0; j < g->nodes[i].nin; j++)
-            if (g->nodes[i].in[j] == v) {
-                if (who >= 0)
-                    return -1;
-                who = i;
-            }
-    return who;
+    int v = op ? role_flag(op->params, op->nparams, role, sym) : -1;
+    if (v < 0)
+        v = role_flag(c->params, c->nparams, role, sym);
+    return v >= 0 ? v : sym ? c->params_symmetric : c->params_quantized;
 }
 
 /* Mark in inner[] the nodes whose output lies inside a supergroup chain
  * (every op of the chain but the last). */
-static void mark_supergroups(const qd_graph *g, const qd_qcfg *c, unsigned char *inner)
+static void mark_supergroups(const qd_graph *g, const qd_qcfg *c, const int *uses, unsigned char *inner)
 {
     for (int k = 0; k < c->ngroups; k++) {
         const qd_qcfg_group *sg = &c->groups[k];
@@ -159,7 +144,7 @@ static void mark_supergroups(const qd_graph *g, const qd_qcfg *c, unsigned char 
                     ok = 0;
                     break;
                 }
-                if (j + 1 < sg->n && (cur = only_reader(g, n->out[0])) < 0)
+                if (j + 1 < sg->n && (cur = qd_graph_sole_consumer(g, uses, n->out[0])) < 0)
                     ok = 0;
             }
             if (!ok)
@@ -167,7 +152,7 @@ static void mark_supergroups(const qd_graph *g, const qd_qcfg *c, unsigned char 
             cur = i;
             for (int j = 0; j + 1 < sg->n; j++) {
                 inner[cur] = 1;
-                cur = only_reader(g, g->nodes[cur].out[0]);
+                cur = qd_graph_sole_consumer(g, uses, g->nodes[cur].out[0]);
             }
         }
     }
@@ -175,7 +160,7 @@ static void mark_supergroups(const qd_graph *g, const qd_qcfg *c, unsigned char 
 
 /* Output-channel axis of a param of node n (input slot), -1 when per-channel
  * makes no sense. */
-static int param_axis(const qd_graph *g, const qd_node *n, int slot, const qd_tensor *w)
+static int param_axis(const qd_node *n, int slot, const qd_tensor *w)
 {
     if (slot != 1 || w->ndim < 1)
         return -1;
@@ -187,7 +172,6 @@ static int param_axis(const qd_graph *g, const qd_node *n, int slot, const qd_te
         return w->ndim == 2 ? (qd_attr_int(n, "transB", 0) ? 0 : 1) : -1;
     if (!strcmp(n->op_type, "MatMul"))
         return w->ndim >= 2 ? w->ndim - 1 : -1;
-    (void)g;
     return -1;
 }
 
@@ -209,11 +193,12 @@ static int place(qd_sim *s, const qd_sim_opts *o, qd_err *e)
     int rc = QD_OK;
     qd_dtype *dt = infer_dtypes(g);
     unsigned char *inner = calloc((size_t)g->nnodes + 1, 1);
-    if (!dt || !inner) {
+    int *uses = qd_graph_count_uses(g);
+    if (!dt || !inner || !uses) {
         rc = qd_errf(e, QD_EFAIL, "out of memory");
         goto out;
     }
-    mark_supergroups(g, c, inner);
+    mark_supergroups(g, c, uses, inner);
     /* model inputs */
     for (int i = 0; i < g->ninputs && c->input_quantized; i++) {
         int v = g->inputs[i];
@@ -260,7 +245,7 @@ static int place(qd_sim *s, const qd_sim_opts *o, qd_err *e)
                 goto fail;
             qd_quantizer *q = &s->q[k];
             default_settings(q, o, o->param_bits, param_flag(c, op, roles[r], 1), c);
-            q->axis = param_axis(g, n, slot, w);
+            q->axis = param_axis(n, slot, w);
             q->nch = q->axis >= 0 ? w->shape[q->axis] : 1;
             int pc = op ? tri(op->per_channel, c->per_channel) : c->per_channel;
             if (o->per_channel >= 0)
@@ -297,6 +282,7 @@ fail:
 out:
     free(dt);
     free(inner);
+    free(uses);
     return rc;
 }
 
@@ -590,28 +576,39 @@ int qd_sim_set_encodings(qd_sim *s, int qi, const qd_encoding *enc, int n, qd_er
 
 /* ------------------------------------------------------------ overrides */
 
-static int matches(const qd_quantizer *q, const char *pat)
+/* Quantizer groups an override may name, as masks of kinds. */
+static const struct {
+    const char *name;
+    unsigned kinds; /* 1 << qd_qkind */
+} groups[] = {
+    {"@all", 1u << QD_QK_INPUT | 1u << QD_QK_ACT | 1u << QD_QK_PARAM},
+    {"@weights", 1u << QD_QK_PARAM},
+    {"@params", 1u << QD_QK_PARAM},
+    {"@activations", 1u << QD_QK_INPUT | 1u << QD_QK_ACT},
+    {"@acts", 1u << QD_QK_INPUT | 1u << QD_QK_ACT},
+    {"@inputs", 1u << QD_QK_INPUT},
+};
+
+/* Kinds group pat names, 0 when pat is not a group. */
+static unsigned group_kinds(const char *pat)
 {
-    if (pat[0] == '@') {
-        if (!strcmp(pat, "@all"))
-            return 1;
-        if (!strcmp(pat, "@weights") || !strcmp(pat, "@params"))
-            return q->kind == QD_QK_PARAM;
-        if (!strcmp(pat, "@activations") || !strcmp(pat, "@acts"))
-            return q->kind != QD_QK_PARAM;
-        if (!strcmp(pat, "@inputs"))
-            return q->kind == QD_QK_INPUT;
-    }
+    for (size_t i = 0; i < sizeof groups / sizeof *groups; i++)
+        if (!strcmp(pat, groups[i].name))
+            return groups[i].kinds;
+    return 0;
+}
+
+static int matches(const qd_quantizer *q, const char *pat, unsigned kinds)
+{
+    if (kinds)
+        return (kinds >> q->kind) & 1u;
     return strcmp(q->name, pat) == 0 || fnmatch(pat, q->name, 0) == 0;
 }
 
 int qd_sim_override(qd_sim *s, const char *pat, const qd_override *ov, int *matched, qd_err *e)
 {
-    static const char *const groups[] = {"@all", "@weights", "@params", "@activations", "@acts", "@inputs"};
-    int is_group = 0;
-    for (size_t i = 0; i < sizeof groups / sizeof *groups; i++)
-        is_group |= !strcmp(pat, groups[i]);
-    if (pat[0] == '@' && !is_group)
+    unsigned kinds = group_kinds(pat);
+    if (pat[0] == '@' && !kinds)
         return qd_errf(e, QD_EINPUT, "unknown quantizer group '%s' (@all, @weights, @activations, @inputs)", pat);
     if ((ov->set & QD_OV_BITS) && (ov->bits < QD_BITS_MIN || ov->bits > QD_BITS_MAX) && ov->bits != QD_BITS_FLOAT)
         return qd_errf(e, QD_EINPUT, "bit-width %d out of range (%d..%d, or 32 for float)", ov->bits, QD_BITS_MIN,
@@ -621,7 +618,7 @@ int qd_sim_override(qd_sim *s, const char *pat, const qd_override *ov, int *matc
     int n = 0;
     for (int i = 0; i < s->nq; i++) {
         qd_quantizer *q = &s->q[i];
-        if (!matches(q, pat))
+        if (!matches(q, pat, kinds))
             continue;
         n++;
         if (ov->set & QD_OV_ENABLED)
