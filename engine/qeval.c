@@ -35,6 +35,14 @@ void qd_logits_free(qd_logits *l)
     memset(l, 0, sizeof *l);
 }
 
+int64_t qd_logits_top1(const qd_logits *l)
+{
+    int64_t n = 0;
+    for (int64_t i = 0; i < l->n; i++)
+        n += l->labels[i] >= 0 && argmax(l->y + i * l->classes, l->classes) == l->labels[i];
+    return n;
+}
+
 int qd_logits_compute(const qd_graph *g, qd_dataset *d, const qd_eval_opts *o, qd_logits *out, qd_err *e)
 {
     qd_eval_opts def = {0};

@@ -20,6 +20,8 @@ typedef struct qd_logits {
 /* Run every sample of d through g (FP32, the first output as N x classes). */
 int qd_logits_compute(const qd_graph *g, qd_dataset *d, const qd_eval_opts *o, qd_logits *out, qd_err *e);
 void qd_logits_free(qd_logits *l);
+/* Images whose top-1 (first maximum) is their label. */
+int64_t qd_logits_top1(const qd_logits *l);
 
 typedef struct qd_qeval_result {
     int64_t images;

@@ -620,25 +620,27 @@ static int show_progress(void *user, int64_t done, int64_t total)
     return 0;
 }
 
-static int eval_quant(const char *model, const qd_graph *g, qd_dataset *d, const qd_eval_opts *eo,
-                      qd_qsetup *qs, int json, qd_err *e)
+/* Calibrate, then the FP32 and the simulated pass; one progress bar each. */
+static int eval_quant(const char *model, const qd_graph *g, qd_dataset *d, qd_eval_opts eo, qd_qsetup *qs,
+                      int json, qd_err *e)
 {
     progress pr = {qd_now_ms() / 1e3, isatty(2)};
-    qs->progress = pr.tty ? show_progress : NULL;
-    qs->user = &pr;
+    qs->progress = eo.progress = pr.tty ? show_progress : NULL;
+    qs->user = eo.user = &pr;
     qd_logits ref = {0};
     double calib_s = 0;
     int rc;
     qd_sim *s = qd_qsetup_build(model, qs, &calib_s, e);
     if (!s)
         return e->code;
-    if ((rc = qd_logits_compute(g, d, eo, &ref, e))) {
+    pr.t0 = qd_now_ms() / 1e3;
+    if ((rc = qd_logits_compute(g, d, &eo, &ref, e))) {
         qd_err_prefix(e, "%s (FP32)", model);
         goto out;
     }
     qd_qeval_result r;
     pr.t0 = qd_now_ms() / 1e3;
-    if ((rc = qd_qeval_run(s, d, &ref, eo, &r, e))) {
+    if ((rc = qd_qeval_run(s, d, &ref, &eo, &r, e))) {
         qd_err_prefix(e, "%s (simulated)", model);
         goto out;
     }
@@ -726,7 +728,7 @@ static int cmd_eval(int argc, char **argv, qd_err *e)
         qd_qsetup qs;
         if ((rc = quant_setup("eval", qopts, opts[DATA].val, seed, threads, batch, &dopt, &qs, e)))
             goto out;
-        rc = eval_quant(a.pos[0], g, d, &eo, &qs, opts[JSON].val != NULL, e);
+        rc = eval_quant(a.pos[0], g, d, eo, &qs, opts[JSON].val != NULL, e);
         goto out;
     }
     qd_eval_result r;
@@ -843,14 +845,7 @@ static int cmd_sweep(int argc, char **argv, qd_err *e)
         goto out;
     }
     double n = ref.n ? (double)ref.n : 1;
-    int64_t fp32_top1 = 0;
-    for (int64_t i = 0; i < ref.n; i++) {
-        const float *row = ref.y + i * ref.classes;
-        int best = 0;
-        for (int c = 1; c < ref.classes; c++)
-            best = row[c] > row[best] ? c : best;
-        fp32_top1 += ref.labels[i] == best;
-    }
+    int64_t fp32_top1 = qd_logits_top1(&ref);
     if (!opts[JSON].val) {
         printf("model: %s\ndata:  %s\n", a.pos[0], qd_data_describe(d));
         if (ref.labeled)
