@@ -1,9 +1,9 @@
 /* onnx_save.c - qd_graph -> ONNX ModelProto bytes and files. Like
  * onnx_load.c, the only other file that sees the generated protobuf types. */
 #include "onnx_save.h"
+#include "util.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -571,46 +571,6 @@ out:
     return rc;
 }
 
-/* Write len bytes to a new temporary file next to path, then rename it over
- * path; on failure the temporary file is removed. */
-static int write_atomic(const char *path, const void *buf, size_t len, qd_err *e)
-{
-    static unsigned counter;
-    char tmp[4200];
-    int fd = -1;
-    for (int tries = 0; fd < 0 && tries < 100; tries++) {
-        snprintf(tmp, sizeof tmp, "%s.tmp.%d.%u", path, (int)getpid(), __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST)
-            break;
-    }
-    if (fd < 0)
-        return qd_errf(e, QD_EINPUT, "%s: cannot write: %s", path, strerror(errno));
-    const char *p = buf;
-    size_t left = len;
-    int err = 0;
-    while (left && !err) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            err = w < 0 ? errno : EIO;
-        else {
-            p += w;
-            left -= (size_t)w;
-        }
-    }
-    if (close(fd) != 0 && !err)
-        err = errno;
-    if (!err && rename(tmp, path) != 0)
-        err = errno;
-    if (err) {
-        unlink(tmp);
-        return qd_errf(e, QD_EFAIL, "%s: write failed: %s", path, strerror(err));
-    }
-    return QD_OK;
-}
-
 int qd_graph_save(const qd_graph *g, const char *path, qd_err *e)
 {
     void *buf;
@@ -618,7 +578,7 @@ int qd_graph_save(const qd_graph *g, const char *path, qd_err *e)
     int rc = qd_graph_save_mem(g, &buf, &len, e);
     if (rc)
         return rc;
-    rc = write_atomic(path, buf, len, e);
+    rc = qd_write_atomic(path, buf, len, e);
     free(buf);
     return rc;
 }

@@ -2,9 +2,11 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 FILE *qd_open_regular(const char *path, uint64_t *size, qd_err *e)
 {
@@ -29,4 +31,48 @@ double qd_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+int qd_write_atomic(const char *path, const void *buf, size_t len, qd_err *e)
+{
+    static unsigned counter;
+    char tmp[4200];
+    int fd = -1;
+    for (int tries = 0; fd < 0 && tries < 100; tries++) {
+        snprintf(tmp, sizeof tmp, "%s.tmp.%d.%u", path, (int)getpid(),
+                 __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd < 0 && errno != EEXIST)
+            break;
+    }
+    if (fd < 0)
+        return qd_errf(e, QD_EINPUT, "%s: cannot write: %s", path, strerror(errno));
+    const char *p = buf;
+    size_t left = len;
+    int err = 0;
+    while (left && !err) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            err = w < 0 ? errno : EIO;
+        } else {
+            p += w;
+            left -= (size_t)w;
+        }
+    }
+    if (!err && fsync(fd) != 0)
+        err = errno;
+    if (close(fd) != 0 && !err)
+        err = errno;
+    if (err) {
+        unlink(tmp);
+        return qd_errf(e, QD_EFAIL, "%s: write failed: %s", path, strerror(err));
+    }
+    if (rename(tmp, path) != 0) {
+        err = errno;
+        unlink(tmp);
+        return qd_errf(e, QD_EINPUT, "%s: cannot write: %s", path, strerror(err));
+    }
+    return QD_OK;
 }

@@ -6,7 +6,6 @@
 #include <cJSON.h>
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -883,57 +882,6 @@ static void write_v1_section(sbuf *b, qd_sim *s, int acts)
     sb_printf(b, first ? "],\n" : "\n    ],\n");
 }
 
-/* Write n bytes to path through a temporary file in the same directory and
- * a rename, so that path is either the old file or the whole new one. */
-static int write_atomic(const char *path, const char *data, size_t n, qd_err *e)
-{
-    static unsigned counter;
-    size_t len = strlen(path);
-    char *tmp = malloc(len + 64);
-    if (!tmp)
-        return oom(e);
-    int fd = -1;
-    for (int tries = 0; fd < 0 && tries < 100; tries++) {
-        unsigned k = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
-        snprintf(tmp, len + 64, "%s.%ld.%u.tmp", path, (long)getpid(), k);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST)
-            break;
-    }
-    if (fd < 0) {
-        qd_errf(e, QD_EINPUT, "%s: cannot write: %s", path, strerror(errno));
-        free(tmp);
-        return e->code;
-    }
-    size_t done = 0;
-    while (done < n) {
-        ssize_t w = write(fd, data + done, n - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break;
-        done += (size_t)w;
-    }
-    int err = done < n ? errno : 0;
-    if (!err && fsync(fd) != 0)
-        err = errno;
-    if (close(fd) != 0 && !err)
-        err = errno;
-    if (err) {
-        unlink(tmp);
-        free(tmp);
-        return qd_errf(e, QD_EFAIL, "%s: write failed: %s", path, strerror(err ? err : EIO));
-    }
-    if (rename(tmp, path) != 0) {
-        err = errno;
-        unlink(tmp);
-        free(tmp);
-        return qd_errf(e, QD_EINPUT, "%s: cannot write: %s", path, strerror(err));
-    }
-    free(tmp);
-    return 0;
-}
-
 /* The whole encodings file of s in format "0.6.1" or "1.0.0" into b. */
 static int format_encodings(qd_sim *s, const char *format, sbuf *b, qd_err *e)
 {
@@ -968,7 +916,7 @@ int qd_encodings_write(qd_sim *s, const char *path, const char *format, qd_err *
     sbuf b = {0};
     int rc = format_encodings(s, format, &b, e);
     if (!rc)
-        rc = write_atomic(path, b.p, b.n, e);
+        rc = qd_write_atomic(path, b.p, b.n, e);
     free(b.p);
     return rc;
 }
