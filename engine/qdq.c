@@ -316,6 +316,8 @@ static void layout(const qd_tensor *t, int axis, size_t *outer, size_t *nch, siz
     }
 }
 
+static int add_dq_const(builder *B, int v, qd_tensor *t, int sv, int zv, int axis);
+
 /* The int tensor + DQ for param quantizer q; the DQ writes q's value. */
 static int add_param(builder *B, const qd_quantizer *q, const qd_tensor *w)
 {
@@ -367,6 +369,18 @@ static int add_param(builder *B, const qd_quantizer *q, const qd_tensor *w)
                     ((int32_t *)t->data)[off + i] = k + en->offset;
             }
         }
+    return add_dq_const(B, q->value, t, sv, zv, n > 1 ? axis : -1);
+}
+
+/* Integer constant t (taken over) -> DequantizeLinear(scale sv, zero point
+ * zv, axis unless < 0) writing value v of the QDQ graph in place of its
+ * FP32 initializer. Returns the node or -1. */
+static int add_dq_const(builder *B, int v, qd_tensor *t, int sv, int zv, int axis)
+{
+    const char *base = B->g->values[v].name;
+    int64_t shape[QD_MAX_DIMS];
+    int ndim = t->ndim;
+    memcpy(shape, t->shape, sizeof shape);
     int iv = add_value(B, fresh(B, base, "_quantized"), t);
     if (iv < 0)
         return -1;
@@ -374,25 +388,51 @@ static int add_param(builder *B, const qd_quantizer *q, const qd_tensor *w)
     if (dn < 0)
         return -1;
     qd_node *d = &B->o->nodes[dn];
-    d->in[0] = iv, d->in[1] = sv, d->in[2] = zv, d->out[0] = q->value;
-    if (n > 1) {
+    d->in[0] = iv, d->in[1] = sv, d->in[2] = zv, d->out[0] = v;
+    if (axis >= 0) {
         if (!(d->attrs = calloc(1, sizeof *d->attrs)) || !(d->attrs[0].name = strdup("axis")))
             return oom(B), -1;
         d->nattr = 1;
         d->attrs[0].type = QD_ATTR_INT;
         d->attrs[0].i = axis;
     }
-    qd_value *v = &B->o->values[q->value];
-    if (v->init) {
-        qd_tensor_free(v->init);
-        free(v->init);
-        v->init = NULL;
+    qd_value *o = &B->o->values[v];
+    if (o->init) {
+        qd_tensor_free(o->init);
+        free(o->init);
+        o->init = NULL;
     }
-    v->producer = dn;
-    v->dtype = QD_F32;
-    v->ndim = w->ndim;
-    memcpy(v->dims, w->shape, sizeof v->dims);
+    o->producer = dn;
+    o->dtype = QD_F32;
+    o->ndim = ndim;
+    memcpy(o->dims, shape, sizeof o->dims);
     return dn;
+}
+
+/* A bias the sim holds as int32 at scales b->scale: the integers as int32
+ * initializer and DequantizeLinear (zero point 0; per channel along axis 0
+ * when the weight is per channel). */
+static int add_bias(builder *B, const qd_sim_bias *b, const qd_tensor *orig)
+{
+    const char *base = B->g->values[b->value].name;
+    int rank = b->n > 1 ? 1 : 0;
+    void *sd, *zd;
+    int sv = add_const(B, base, "_scale", QD_F32, rank, b->n, &sd);
+    int zv = sv < 0 ? -1 : add_const(B, base, "_zero_point", QD_I32, rank, b->n, &zd);
+    if (zv < 0)
+        return -1;
+    memcpy(sd, b->scale, (size_t)b->n * sizeof(float));
+    memset(zd, 0, (size_t)b->n * sizeof(int32_t));
+    qd_tensor *t = calloc(1, sizeof *t);
+    if (!t || qd_tensor_resize(t, QD_I32, orig->ndim, orig->shape, B->e)) {
+        free(t);
+        return oom(B), -1;
+    }
+    size_t nb = (size_t)qd_tensor_numel(orig);
+    const float *x = orig->data;
+    for (size_t k = 0; k < nb; k++)
+        ((int32_t *)t->data)[k] = qd_quant_bias(x[k], b->scale[b->n > 1 ? k : 0]);
+    return add_dq_const(B, b->value, t, sv, zv, rank ? 0 : -1);
 }
 
 /* ---- the whole graph ---- */
@@ -475,6 +515,12 @@ static int build(builder *B, qd_sim *s)
         if (add_param(B, q, w) < 0)
             goto fail;
     }
+    for (int i = 0; i < qd_sim_bias_count(s); i++) {
+        qd_sim_bias b;
+        qd_sim_bias_get(s, i, &b);
+        if (b.on && add_bias(B, &b, qd_sim_param_orig(s, b.value)) < 0)
+            goto fail;
+    }
     for (int i = 0; i < g->ninputs; i++) {
         int v = g->inputs[i];
         if (qof[v] && qof[v]->kind != QD_QK_PARAM && (repl[v] = add_qdq(B, v, &qof[v]->enc[0])) < 0)
@@ -530,6 +576,7 @@ qd_graph *qd_qdq_graph(qd_sim *s, qd_err *e)
     qd_err local = {0};
     if (!e)
         e = &local;
+    qd_sim_apply(s); /* int32 biases as of the current encodings */
     builder B = {.g = qd_sim_graph(s), .e = e};
     B.o = calloc(1, sizeof *B.o);
     if (!B.o) {

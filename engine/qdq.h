@@ -21,9 +21,13 @@
  *     zero point 0, next to signed channels at 128). Per-channel encodings
  *     give 1-D scale and zero point and axis = the quantizer's axis
  *     (opset >= 13).
- *   - biases stay FP32 unless a quantizer is enabled on them; then as a
- *     weight when 8-bit, else as int32 with zero point 0 (exact at any
- *     bit-width).
+ *   - a bias the sim holds as int32 (sim.h: on the grid s_in * s_w[c]) is
+ *     written as its int32 integers, "<b>_quantized", and DequantizeLinear
+ *     -> b with zero point 0 and that scale (1-D along axis 0 when the
+ *     weight is per channel): what ONNX Runtime's QLinearConv fusion would
+ *     compute from it. A bias with its own quantizer is written as a weight
+ *     when 8-bit, else as int32 with zero point 0 (exact at any bit-width);
+ *     other biases stay FP32.
  *   - disabled quantizers (and 32-bit "float" ones) get nothing.
  * Fresh names never collide with the graph's: a taken name gets "_2", "_3"...
  * The dequantized values equal the sim's fake-quantized values exactly

@@ -176,3 +176,11 @@ int32_t qd_quant_int(float x, const qd_encoding *e)
     q = q < lo ? lo : q > hi ? hi : q;
     return (int32_t)(q - e->offset);
 }
+
+int32_t qd_quant_bias(float b, float scale)
+{
+    double q = nearbyint((double)(b / scale));
+    if (isnan(q))
+        return 0;
+    return q < -2147483648.0 ? INT32_MIN : q > 2147483647.0 ? INT32_MAX : (int32_t)q;
+}

@@ -81,4 +81,8 @@ void qd_fake_quant_ref(const float *x, float *y, size_t n, const qd_encoding *e)
 /* Integer value q - offset in [0, steps] that x quantizes to (for exports). */
 int32_t qd_quant_int(float x, const qd_encoding *e);
 
+/* Bias as an integer kernel stores it: round(b / scale) saturated to int32,
+ * scale = s_in * s_w in float (see qd_sim_opts.float_bias). */
+int32_t qd_quant_bias(float b, float scale);
+
 #endif

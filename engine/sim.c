@@ -9,6 +9,13 @@
 
 enum { MODE_RUN, MODE_OBSERVE };
 
+/* A Conv/ConvTranspose/Gemm bias that may be held as int32 (sim.h). */
+typedef struct bias_link {
+    int node, value, wq;   /* reader, bias value, the weight's quantizer */
+    int on, n;             /* int32 now; scales in use */
+    float *scale;          /* room for the weight's channel count */
+} bias_link;
+
 struct qd_sim {
     qd_graph *g;
     qd_exec *x;
@@ -19,7 +26,10 @@ struct qd_sim {
     qd_tensor *inq;        /* one quantized copy per graph input */
     qd_tensor *inview;     /* what the executor is given: views of inputs or of inq */
     int mode;
-    int weights_dirty;     /* param encodings changed since the weights were written */
+    int weights_dirty;     /* encodings changed since the weights (and biases) were written */
+    int float_bias;
+    int nbias;
+    bias_link *bias;
     int bn_folded, act_fused;
 };
 
@@ -309,6 +319,45 @@ static void renumber(qd_sim *s)
     }
 }
 
+/* Link every bias that can be held as int32: FP32, unquantized, read once,
+ * by a Conv/ConvTranspose/Gemm (alpha = beta = 1) whose weight is quantized. */
+static int find_biases(qd_sim *s, qd_err *e)
+{
+    const qd_graph *g = s->g;
+    int *uses = qd_graph_count_uses(g);
+    s->bias = calloc((size_t)g->nnodes + 1, sizeof *s->bias);
+    if (!uses || !s->bias) {
+        free(uses);
+        return qd_errf(e, QD_EFAIL, "out of memory");
+    }
+    int rc = QD_OK;
+    for (int i = 0; i < g->nnodes && !rc; i++) {
+        const qd_node *n = &g->nodes[i];
+        int gemm = !strcmp(n->op_type, "Gemm");
+        if (!(gemm || !strcmp(n->op_type, "Conv") || !strcmp(n->op_type, "ConvTranspose")) ||
+            !qd_node_has_input(n, 1) || !qd_node_has_input(n, 2))
+            continue;
+        if (gemm && (qd_attr_float(n, "alpha", 1.0f) != 1.0f || qd_attr_float(n, "beta", 1.0f) != 1.0f))
+            continue;
+        int bv = n->in[2], wq = s->qof[n->in[1]];
+        const qd_tensor *b = g->values[bv].init;
+        if (!b || b->dtype != QD_F32 || s->qof[bv] >= 0 || uses[bv] != 1 || wq < 0 || s->q[wq].kind != QD_QK_PARAM)
+            continue;
+        bias_link *l = &s->bias[s->nbias];
+        l->node = i, l->value = bv, l->wq = wq;
+        l->scale = malloc((size_t)s->q[wq].nch * sizeof *l->scale);
+        s->orig[bv] = calloc(1, sizeof(qd_tensor));
+        if (!l->scale || !s->orig[bv] || qd_tensor_copy(s->orig[bv], b, e)) {
+            free(l->scale);
+            rc = qd_errf(e, QD_EFAIL, "out of memory");
+            break;
+        }
+        s->nbias++;
+    }
+    free(uses);
+    return rc;
+}
+
 qd_sim *qd_sim_new(qd_graph *g, const qd_sim_opts *o, qd_err *e)
 {
     qd_sim *s = calloc(1, sizeof *s);
@@ -372,6 +421,9 @@ qd_sim *qd_sim_new(qd_graph *g, const qd_sim_opts *o, qd_err *e)
         goto fail;
     }
     renumber(s);
+    s->float_bias = opts.float_bias;
+    if (find_biases(s, e))
+        goto fail;
     s->x = qd_exec_new(g, opts.nthreads, e);
     if (!s->x)
         goto fail;
@@ -392,6 +444,9 @@ void qd_sim_free(qd_sim *s)
         qd_stats_free(s->q[i].stats);
     }
     free(s->q);
+    for (int i = 0; i < s->nbias; i++)
+        free(s->bias[i].scale);
+    free(s->bias);
     if (s->orig)
         for (int v = 0; v < s->g->nvalues; v++)
             if (s->orig[v]) {
@@ -433,6 +488,8 @@ void qd_sim_get_counts(const qd_sim *s, qd_sim_counts *c)
         *(q->kind == QD_QK_INPUT ? &c->inputs : q->kind == QD_QK_ACT ? &c->acts : &c->params) += 1;
         c->enabled += q->set.enabled && q->set.scheme.bits != QD_BITS_FLOAT;
     }
+    for (int i = 0; i < s->nbias; i++)
+        c->int32_biases += s->bias[i].on;
     c->bn_folded = s->bn_folded;
     c->act_fused = s->act_fused;
 }
@@ -511,8 +568,70 @@ static int act_encodings(qd_quantizer *q, qd_err *e)
     return QD_OK;
 }
 
-/* Write fake-quantized weights (or the originals for bypassed params). */
-static void apply_weights(qd_sim *s)
+/* Encoding of the quantizer whose grid value v is on: v's own, or, through
+ * data-movement ops, that of what they read; NULL when v is not on an
+ * enabled grid. */
+static const qd_encoding *grid_of(const qd_sim *s, int v)
+{
+    const qd_graph *g = s->g;
+    for (int hops = 0; v >= 0 && hops <= g->nnodes; hops++) {
+        int qi = s->qof[v];
+        if (qi >= 0) {
+            const qd_quantizer *q = &s->q[qi];
+            return q->kind != QD_QK_PARAM && active(q) && q->nenc ? &q->enc[0] : NULL;
+        }
+        int p = g->values[v].producer;
+        if (p < 0 || g->nodes[p].nin < 1 || !is_data_movement(g->nodes[p].op_type))
+            return NULL;
+        v = g->nodes[p].in[0];
+    }
+    return NULL;
+}
+
+/* Biases as int32 at s_in * s_w[c] where both grids exist and int is set
+ * (else the FP32 originals). */
+static void apply_biases(qd_sim *s, int int_bias)
+{
+    for (int i = 0; i < s->nbias; i++) {
+        bias_link *l = &s->bias[i];
+        const qd_tensor *b = s->orig[l->value];
+        float *dst = s->g->values[l->value].init->data;
+        const qd_quantizer *w = &s->q[l->wq];
+        size_t nb = (size_t)qd_tensor_numel(b);
+        const qd_encoding *in = NULL;
+        if (int_bias && !s->float_bias && active(w) && w->nenc && (w->nenc == 1 || (size_t)w->nenc == nb))
+            in = grid_of(s, s->g->nodes[l->node].in[0]);
+        l->on = in != NULL;
+        if (!l->on) {
+            memcpy(dst, b->data, nb * sizeof *dst);
+            continue;
+        }
+        l->n = w->nenc;
+        for (int c = 0; c < l->n; c++)
+            l->scale[c] = (float)in->scale * (float)w->enc[c].scale;
+        const float *x = b->data;
+        for (size_t k = 0; k < nb; k++) {
+            float sc = l->scale[l->n > 1 ? k : 0];
+            dst[k] = (float)qd_quant_bias(x[k], sc) * sc;
+        }
+    }
+}
+
+int qd_sim_bias_count(const qd_sim *s) { return s->nbias; }
+
+void qd_sim_bias_get(const qd_sim *s, int i, qd_sim_bias *b)
+{
+    const bias_link *l = &s->bias[i];
+    b->value = l->value;
+    b->node = l->node;
+    b->on = l->on;
+    b->n = l->on ? l->n : 0;
+    b->scale = l->on ? l->scale : NULL;
+}
+
+/* Write fake-quantized weights (or the originals for bypassed params), and
+ * the biases that go with them. */
+static void apply_weights(qd_sim *s, int int_bias)
 {
     for (int i = 0; i < s->nq; i++) {
         qd_quantizer *q = &s->q[i];
@@ -531,6 +650,7 @@ static void apply_weights(qd_sim *s)
         else
             qd_fake_quant(w->data, dst->data, qd_tensor_numel(w), &q->enc[0]);
     }
+    apply_biases(s, int_bias);
     s->weights_dirty = 0;
 }
 
@@ -543,7 +663,7 @@ int qd_sim_update(qd_sim *s, qd_err *e)
         if (q->kind == QD_QK_PARAM ? param_encodings(s, q, e) : act_encodings(q, e))
             return e->code;
     }
-    apply_weights(s);
+    apply_weights(s, 1);
     return QD_OK;
 }
 
@@ -569,8 +689,7 @@ int qd_sim_set_encodings(qd_sim *s, int qi, const qd_encoding *enc, int n, qd_er
     q->set.per_channel = n > 1;
     q->set.scheme.bits = enc[0].bits;
     q->set.scheme.symmetric = enc[0].symmetric;
-    if (q->kind == QD_QK_PARAM)
-        s->weights_dirty = 1;
+    s->weights_dirty = 1; /* weights, or the int32 biases behind an activation */
     return QD_OK;
 }
 
@@ -647,8 +766,7 @@ int qd_sim_override(qd_sim *s, const char *pat, const qd_override *ov, int *matc
             q->frozen = 0;
             q->nenc = 0;
         }
-        if (q->kind == QD_QK_PARAM)
-            s->weights_dirty = 1;
+        s->weights_dirty = 1; /* weights, or the int32 biases behind an activation */
     }
     if (matched)
         *matched = n;
@@ -730,13 +848,18 @@ int qd_sim_run(qd_sim *s, const qd_tensor *inputs, int ninputs, qd_err *e)
         if (active(&s->q[i]) && !s->q[i].nenc)
             return qd_errf(e, QD_EINPUT, "quantizer '%s' has no encodings (calibrate or import encodings first)",
                            s->q[i].name);
-    if (s->weights_dirty)
-        apply_weights(s);
+    qd_sim_apply(s);
     s->mode = MODE_RUN;
     return run(s, inputs, ninputs, e);
 }
 
 const qd_tensor *qd_sim_output(const qd_sim *s, int i) { return qd_exec_output(s->x, i); }
+
+void qd_sim_apply(qd_sim *s)
+{
+    if (s->weights_dirty)
+        apply_weights(s, 1);
+}
 
 int qd_sim_calibrate(qd_sim *s, qd_dataset *d, int64_t batch, qd_progress_fn progress, void *user, qd_err *e)
 {
@@ -744,13 +867,14 @@ int qd_sim_calibrate(qd_sim *s, qd_dataset *d, int64_t batch, qd_progress_fn pro
         batch = 32;
     if (s->g->ninputs != 1)
         return qd_errf(e, QD_EINPUT, "calibration needs a model with one input, this one has %d", s->g->ninputs);
-    /* params first: activations are observed behind quantized weights */
+    /* params first: activations are observed behind quantized weights (and
+     * FP32 biases: their int32 grid needs the activation encodings) */
     for (int i = 0; i < s->nq; i++) {
         qd_quantizer *q = &s->q[i];
         if (q->kind == QD_QK_PARAM && active(q) && !q->frozen && param_encodings(s, q, e))
             return e->code;
     }
-    apply_weights(s);
+    apply_weights(s, 0);
     int need = 0;
     for (int i = 0; i < s->nq; i++) {
         qd_quantizer *q = &s->q[i];
@@ -788,5 +912,6 @@ int qd_sim_calibrate(qd_sim *s, qd_dataset *d, int64_t batch, qd_progress_fn pro
         if (q->kind != QD_QK_PARAM && active(q) && !q->frozen && act_encodings(q, e))
             return e->code;
     }
+    apply_biases(s, 1);
     return QD_OK;
 }

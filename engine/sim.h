@@ -11,6 +11,12 @@
  *     graph outputs;
  *   - a param quantizer on the weight (input 1) of Conv, ConvTranspose, Gemm
  *     and MatMul, and on the bias (input 2) when the config quantizes biases.
+ *   - other biases of Conv, ConvTranspose and Gemm are held as integer
+ *     kernels hold them (QLinearConv, TFLite, NPUs): int32 on the grid
+ *     s_in * s_w[c], where s_in is the scale of the quantizer the node's
+ *     input comes from (through data-movement ops) and s_w[c] the weight's
+ *     (per channel or not). Only when both are enabled; float_bias turns it
+ *     off (AIMET's own sim keeps such biases in FP32).
  * Quantizers are named by the ONNX tensor they quantize.
  *
  * Activation quantizers act in place on the tensor right after the node that
@@ -84,6 +90,7 @@ typedef struct qd_sim_opts {
     double pct;
     int per_channel;         /* -1: as the config says; 0/1 force per-tensor/per-channel weights */
     int nthreads;            /* default 1 */
+    int float_bias;          /* 1: unquantized biases stay FP32; 0: int32 at s_in * s_w (default) */
 } qd_sim_opts;
 
 typedef struct qd_sim qd_sim;
@@ -129,12 +136,31 @@ int qd_sim_update(qd_sim *s, qd_err *e);
  * have encodings (QD_EINPUT naming the first that has none). */
 int qd_sim_run(qd_sim *s, const qd_tensor *inputs, int ninputs, qd_err *e);
 const qd_tensor *qd_sim_output(const qd_sim *s, int i);
+/* Write the weights and int32 biases for the current encodings if they
+ * changed since last written (qd_sim_run does this itself). */
+void qd_sim_apply(qd_sim *s);
 qd_exec *qd_sim_exec(qd_sim *s);
+
+/* A bias that may be simulated as int32 (see the header comment). */
+typedef struct qd_sim_bias {
+    int value;                   /* the bias initializer in qd_sim_graph() */
+    int node;                    /* the Conv/Gemm reading it */
+    int on;                      /* held as int32 since the weights were last written */
+    int n;                       /* scales: 1 (per tensor) or one per element (per channel) */
+    const float *scale;          /* s_in * s_w[c] when on; valid until the sim changes */
+} qd_sim_bias;
+
+/* Biases that can be int32 (FP32, unquantized, on a quantized weight's
+ * node); qd_sim_bias_get fills b with bias i (0 <= i < count), the int32
+ * grid as of the last qd_sim_update, calibration, run or qd_sim_apply. */
+int qd_sim_bias_count(const qd_sim *s);
+void qd_sim_bias_get(const qd_sim *s, int i, qd_sim_bias *b);
 
 /* Counts for reports. */
 typedef struct qd_sim_counts {
     int inputs, acts, params;    /* quantizers by kind */
     int enabled;                 /* of all kinds */
+    int int32_biases;            /* biases simulated as int32 */
     int bn_folded, act_fused;
 } qd_sim_counts;
 void qd_sim_get_counts(const qd_sim *s, qd_sim_counts *c);

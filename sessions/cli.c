@@ -304,12 +304,12 @@ out:
 
 /* ---- the quantization options shared by eval, sweep, run and export ---- */
 
-enum { Q_QUANT, Q_PC, Q_PT, Q_RANGE, Q_CALIB, Q_CALIBDATA, Q_CONFIG, Q_SET, Q_OVERRIDES, Q_ENC, Q__N };
+enum { Q_QUANT, Q_PC, Q_PT, Q_RANGE, Q_CALIB, Q_CALIBDATA, Q_CONFIG, Q_SET, Q_OVERRIDES, Q_ENC, Q_BIAS, Q__N };
 #define QUANT_OPTS                                                                                            \
     {                                                                                                         \
         {.name = "--quant", .has_arg = 1}, {.name = "--per-channel", .has_arg = 0}, {.name = "--per-tensor", .has_arg = 0}, {.name = "--range", .has_arg = 1},    \
             {.name = "--calib", .has_arg = 1}, {.name = "--calib-data", .has_arg = 1}, {.name = "--config", .has_arg = 1}, {.name = "--set", .has_arg = 1},       \
-            {.name = "--overrides", .has_arg = 1}, {.name = "--encodings", .has_arg = 1}, { 0 }                                         \
+            {.name = "--overrides", .has_arg = 1}, {.name = "--encodings", .has_arg = 1}, {.name = "--bias", .has_arg = 1}, { 0 }                                         \
     }
 
 #define QUANT_HELP                                                                                            \
@@ -325,7 +325,9 @@ enum { Q_QUANT, Q_PC, Q_PT, Q_RANGE, Q_CALIB, Q_CALIBDATA, Q_CONFIG, Q_SET, Q_OV
     "  --set 'GLOB k=v..' override quantizers by tensor name, glob or @weights/@activations/@inputs/@all:\n"  \
     "                     enabled=0|1 bits=N scheme=sym|asym strict=0|1 unsigned=0|1\n"                       \
     "                     granularity=tensor|channel range=R min=F max=F  (repeatable, applied in order)\n"     \
-    "  --encodings FILE   import AIMET encodings (0.6.1 or 1.0.0) and freeze them\n"
+    "  --encodings FILE   import AIMET encodings (0.6.1 or 1.0.0) and freeze them\n"                      \
+    "  --bias int32|float biases of quantized Conv/Gemm as int32 on the grid s_in*s_w, as integer\n"       \
+    "                     kernels hold them (default), or left in FP32 (as AIMET's sim does)\n"
 
 static int quant_given(const opt *q)
 {
@@ -366,6 +368,11 @@ static int quant_setup(const char *cmd, const opt *q, const char *data_spec, lon
     o->sets = q[Q_SET].vals;
     o->nsets = q[Q_SET].nvals;
     o->encodings = q[Q_ENC].val;
+    if (q[Q_BIAS].val) {
+        if (strcmp(q[Q_BIAS].val, "int32") != 0 && strcmp(q[Q_BIAS].val, "float") != 0)
+            return qd_errf(e, QD_EINPUT, "qdb %s: --bias '%s': expected int32 or float", cmd, q[Q_BIAS].val);
+        o->float_bias = !strcmp(q[Q_BIAS].val, "float");
+    }
     o->nthreads = (int)threads;
     o->batch = batch;
     o->dopts = o->calib_data == data_spec ? dopt : NULL;
@@ -389,6 +396,7 @@ static cJSON *json_quant(const qd_qsetup *o, qd_sim *s, double calib_s)
     cJSON_AddNumberToObject(j, "activation_quantizers", c.acts);
     cJSON_AddNumberToObject(j, "param_quantizers", c.params);
     cJSON_AddNumberToObject(j, "enabled_quantizers", c.enabled);
+    cJSON_AddNumberToObject(j, "int32_biases", c.int32_biases);
     cJSON_AddNumberToObject(j, "bn_folded", c.bn_folded);
     return j;
 }
@@ -400,8 +408,9 @@ static void print_quant(const qd_qsetup *o, qd_sim *s, double calib_s)
     printf("quant: %s, %s weights, range %s, config %s\n", o->quant ? o->quant : "w8a8",
            o->per_channel == 1 ? "per-channel" : "per-tensor", range_label(o),
            o->config ? o->config : o->per_channel == 1 ? "per_channel" : "default");
-    printf("       %d quantizers (%d input, %d activation, %d param; %d enabled), %d batch norms folded\n",
-           c.inputs + c.acts + c.params, c.inputs, c.acts, c.params, c.enabled, c.bn_folded);
+    printf("       %d quantizers (%d input, %d activation, %d param; %d enabled), %d int32 biases, "
+           "%d batch norms folded\n",
+           c.inputs + c.acts + c.params, c.inputs, c.acts, c.params, c.enabled, c.int32_biases, c.bn_folded);
     if (o->encodings)
         printf("       encodings from %s\n", o->encodings);
     printf("calibration: %lld images of %s in %.2f s\n", (long long)o->calib,
@@ -963,7 +972,8 @@ static int cmd_export(int argc, char **argv, qd_err *e)
     if (!rc) {
         qd_sim_counts c;
         qd_sim_get_counts(s, &c);
-        fprintf(stderr, "qdb export: wrote %s (%d quantizers enabled)\n", out, c.enabled);
+        fprintf(stderr, "qdb export: wrote %s (%d quantizers enabled, %d int32 biases)\n", out, c.enabled,
+                c.int32_biases);
     }
     qd_sim_free(s);
     return rc;

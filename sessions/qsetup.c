@@ -61,7 +61,7 @@ qd_sim *qd_qsetup_build(const char *model, const qd_qsetup *o, double *calib_s, 
         return NULL;
     }
     qd_sim_opts so = {.cfg = &cfg, .act_bits = abits, .param_bits = wbits, .range = rm, .pct = pct,
-                      .per_channel = o->per_channel, .nthreads = o->nthreads};
+                      .per_channel = o->per_channel, .nthreads = o->nthreads, .float_bias = o->float_bias};
     qd_sim *s = qd_sim_new(g, &so, e);
     qd_qcfg_clear(&cfg);
     if (!s)

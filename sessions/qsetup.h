@@ -1,6 +1,6 @@
 /* qsetup.h - builds a calibrated quantization simulation from the options
  * every quantizing command shares (--quant, --per-channel, --range, --calib,
- * --calib-data, --config, --overrides, --set, --encodings). */
+ * --calib-data, --config, --overrides, --set, --encodings, --bias). */
 #ifndef QD_QSETUP_H
 #define QD_QSETUP_H
 
@@ -22,6 +22,7 @@ typedef struct qd_qsetup {
     const char *const *sets;  /* "PATTERN key=value ..." overrides, applied in order after the file */
     int nsets;
     const char *encodings;    /* AIMET encodings file to import and freeze, or NULL */
+    int float_bias;           /* 1: biases stay FP32 (qd_sim_opts.float_bias) */
     int nthreads;
     int64_t batch;
     const qd_data_opts *dopts;/* preprocessing of the calibration data (NULL = defaults) */

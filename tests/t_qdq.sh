@@ -5,7 +5,8 @@
 #   - the encodings are exported once (seeded calibration), then both the QDQ
 #     export and `qdb run --quant w8a8 --encodings` use them;
 #   - the exported file holds one QuantizeLinear per activation encoding and one
-#     DequantizeLinear per activation and weight encoding, input `image`, output `logits`;
+#     DequantizeLinear per activation and weight encoding and per int32 bias (as many
+#     as the export reports: each Conv/Gemm bias), input `image`, output `logits`;
 #   - ORT with graph optimizations off computes the QDQ graph op by op in float,
 #     as the simulation does: on the first QDQ_EXACT_IMAGES (500) images, top-1
 #     agreement with qdb >= QDQ_EXACT_AGREE (0.995) and logits SQNR >= 30 dB
@@ -54,16 +55,19 @@ for m in $MODELS; do
         if ! $QDB export qdq models/$m.onnx --quant w8a8 $pcf --encodings $b.json -o $b.onnx 2>$b.err; then
             row "FAIL (export qdq: $(tail -1 $b.err))"; fail=$((fail + 1)); continue
         fi
+        nbias=$(sed -n 's/.*, \([0-9]*\) int32 biases).*/\1/p' $b.err)
         if ! $QDB run models/$m.onnx --quant w8a8 $pcf --encodings $b.json --threads $T \
                 --input $tmp/x.npy --output $b.qdb.npy >/dev/null 2>$b.err; then
             row "FAIL (qdb run: $(tail -1 $b.err))"; fail=$((fail + 1)); continue
         fi
         # structure: Q per activation encoding, DQ per activation and weight encoding
+        # and per int32 bias (each Conv/Gemm bias; ResNet-18's downsample convs have none)
         node $QJS ops $b.onnx >$b.ops.json
         nact=$(jget $b.json "Object.keys(j.activation_encodings).length")
         npar=$(jget $b.json "Object.keys(j.param_encodings).length")
-        check "$m $gran: $nact QuantizeLinear, $nact + $npar DequantizeLinear" \
-            js $b.ops.json "j.ops.QuantizeLinear==$nact && j.ops.DequantizeLinear==$nact+$npar"
+        check "$m $gran: 1..$npar int32 biases ('${nbias}')" test "${nbias:-0}" -ge 1 -a "${nbias:-0}" -le "$npar"
+        check "$m $gran: $nact QuantizeLinear, $nact + $npar + ${nbias:-0} DequantizeLinear" \
+            js $b.ops.json "j.ops.QuantizeLinear==$nact && j.ops.DequantizeLinear==$nact+$npar+${nbias:-0}"
         # ORT as written (float QDQ) and with integer kernels
         if ! node $QJS run $b.onnx $tmp/x0.npy $b.ort0.npy --threads $T --opt disabled >$b.run0.json 2>$b.err ||
            ! node $QJS run $b.onnx $tmp/x.npy $b.ort.npy --threads $T --ops >$b.run.json 2>$b.err; then
@@ -79,13 +83,7 @@ for m in $MODELS; do
         js $b.a0.json "j.images==$N0 && j.agree>=$EXACT && j.sqnr_db>=30" || ok=0
         check "$m $gran: ORT float QDQ vs qdb: agreement $a0 >= $EXACT, SQNR $s0 >= 30 dB" test $ok -eq 1
         check "$m $gran: ORT fused QDQ into integer kernels ($ints)" test "$ints" -gt 0
-        # Known gap (issue 4 note): with integer kernels ORT rounds the FP32 biases
-        # to int32 at input scale x weight scale, which the simulation does not
-        # model yet; MobileNetV2 per-tensor (features.1 depthwise weight scale
-        # 0.92) measures 0.9895 here. Until the sim quantizes biases like that,
-        # this one case has its own bar.
         want=$AGREE
-        [ "$m $gran" = "mobilenet_v2 per-tensor" ] && want=${QDQ_AGREE_MBV2_PT:-0.985}
         js $b.a.json "j.images==$N && j.agree>=$want" || ok=0
         check "$m $gran: ORT integer kernels vs qdb: agreement $a >= $want" js $b.a.json "j.agree>=$want"
         row "$(printf '%8s %8s %10s %8s %8s' "$a" "$s" "$ints" "$a0" "$s0")  $([ $ok = 1 ] && echo PASS || echo FAIL)"
@@ -106,7 +104,7 @@ done
 $QDB export qdq $lenet --quant w8a8 --calib 50 --set 'logits enabled=0' -o $tmp/d.onnx 2>$tmp/err
 check "--set 'logits enabled=0' exports ($(head -c 200 $tmp/err))" test -s $tmp/d.onnx
 node $QJS ops $tmp/d.onnx >$tmp/d.ops.json
-check "logits disabled: 7 QuantizeLinear, 12 DequantizeLinear" js $tmp/d.ops.json "j.ops.QuantizeLinear==7 && j.ops.DequantizeLinear==12"
+check "logits disabled: 7 QuantizeLinear, 12 + 5 (int32 biases) DequantizeLinear" js $tmp/d.ops.json "j.ops.QuantizeLinear==7 && j.ops.DequantizeLinear==17"
 node $QJS run $tmp/d.onnx $tmp/x0.npy $tmp/d.npy --opt disabled >$tmp/d.run.json 2>/dev/null
 check "logits disabled: ORT runs it, output still logits" js $tmp/d.run.json "j.output=='logits'"
 $QDB export qdq $lenet --quant w8a8 --calib 50 -o $tmp/no/such/dir/m.onnx >/dev/null 2>$tmp/err; rc=$?

@@ -23,6 +23,11 @@ check "w8a8: within 1 point of FP32, agreement >= 0.98, SQNR > 20 dB" \
     js "$tmp/w8.json" "Math.abs(j.accuracy-j.fp32_accuracy)<=0.01 && j.agreement>=0.98 && j.sqnr_db>20"
 check "w8a8: 13 quantizers (1 input, 7 activations, 5 weights)" \
     js "$tmp/w8.json" "j.sim.input_quantizers==1 && j.sim.activation_quantizers==7 && j.sim.param_quantizers==5"
+check "w8a8: the 5 biases are int32 (on s_in x s_w)" js "$tmp/w8.json" "j.sim.int32_biases==5"
+$QDB eval $lenet $small --quant w8a8 --bias float --json >"$tmp/fb.json" 2>"$tmp/err"
+check "--bias float: no int32 biases, accuracy within 0.5 points of int32 ($(head -c 200 "$tmp/err"))" \
+    node -e "const f=require('fs');const a=JSON.parse(f.readFileSync('$tmp/w8.json')),b=JSON.parse(f.readFileSync('$tmp/fb.json'));
+process.exit(b.sim.int32_biases==0 && Math.abs(a.accuracy-b.accuracy)<=0.005 ? 0 : 1)"
 
 # fewer bits, less agreement; each range method works
 $QDB eval $lenet $small --quant w4a4 --json >"$tmp/w4.json" 2>/dev/null
@@ -85,6 +90,7 @@ bad() { # what, expected-substring, args...
 }
 bad "--quant w99a8" "w99a8" eval $lenet --data fashion-mnist --quant w99a8
 bad "--range foo" "foo" eval $lenet --data fashion-mnist --range foo
+bad "--bias int8" "int8" eval $lenet --data fashion-mnist --bias int8
 bad "--set nomatch" "nomatch" eval $lenet --data fashion-mnist --limit 10 --set 'nomatch bits=4'
 bad "--set bad key" "colour" eval $lenet --data fashion-mnist --limit 10 --set '@all colour=red'
 echo '{"defaults": {"ops": {}, "params": {}, "bogus": 1}, "params": {}, "op_type": {}, "supergroups": [], "model_input": {}, "model_output": {}}' >"$tmp/cfg.json"

@@ -140,6 +140,46 @@ static void check_param(const qd_graph *o, const qd_graph *g, const qd_quantizer
 }
 
 /* Structure of the QDQ graph of a calibrated sim. */
+/* Each bias the sim holds as int32 is an int32 constant, zero point 0 and
+ * the sim's scales, DequantizeLinear'd to exactly the sim's bias values.
+ * Returns how many. */
+static int check_biases(qd_sim *s, const qd_graph *o, const char *what)
+{
+    const qd_graph *g = qd_sim_graph(s);
+    int n = 0, bad = 0;
+    for (int i = 0; i < qd_sim_bias_count(s); i++) {
+        qd_sim_bias b;
+        qd_sim_bias_get(s, i, &b);
+        if (!b.on)
+            continue;
+        n++;
+        const char *name = g->values[b.value].name;
+        int dn = o->values[b.value].producer;
+        if (!is_op(o, dn, "DequantizeLinear") || o->values[b.value].init) {
+            ok(0, "%s: bias %s is written by a DequantizeLinear", what, name);
+            continue;
+        }
+        const qd_node *d = &o->nodes[dn];
+        const qd_tensor *x = qd_node_const_input(o, d, 0), *sc = qd_node_const_input(o, d, 1),
+                        *zp = qd_node_const_input(o, d, 2);
+        const qd_tensor *sim = g->values[b.value].init;
+        if (!x || !sc || !zp || x->dtype != QD_I32 || zp->dtype != QD_I32 || sc->dtype != QD_F32 ||
+            qd_tensor_numel(sc) != b.n || qd_tensor_numel(zp) != b.n ||
+            qd_attr_int(d, "axis", -1) != (b.n > 1 ? 0 : -1) || qd_tensor_numel(x) != qd_tensor_numel(sim)) {
+            ok(0, "%s: bias %s: int32 integers, %d scales, int32 zero points", what, name, b.n);
+            continue;
+        }
+        for (int64_t k = 0; k < qd_tensor_numel(x); k++) {
+            int c = b.n > 1 ? (int)k : 0;
+            float s0 = ((const float *)sc->data)[c];
+            bad += s0 != b.scale[c] || ((const int32_t *)zp->data)[c] != 0 ||
+                   (float)((const int32_t *)x->data)[k] * s0 != ((const float *)sim->data)[k];
+        }
+    }
+    ok(bad == 0, "%s: %d int32 biases dequantize to the sim's values (%d differ)", what, n, bad);
+    return n;
+}
+
 static void check_graph(qd_sim *s, const qd_graph *o, const char *what)
 {
     const qd_graph *g = qd_sim_graph(s);
@@ -170,11 +210,13 @@ static void check_graph(qd_sim *s, const qd_graph *o, const char *what)
                zp->dtype == (sgn ? QD_I8 : QD_U8) && ival(zp, 0) == (sgn ? 0 : -en->offset),
            "%s: %s scale %g offset %d -> %s zero point", what, q->name, en->scale, en->offset, sgn ? "int8" : "uint8");
     }
+    int nbias = check_biases(s, o, what);
     ok(count_op(o, "QuantizeLinear") == nact, "%s: %d QuantizeLinear for %d enabled activation quantizers", what,
        count_op(o, "QuantizeLinear"), nact);
-    ok(count_op(o, "DequantizeLinear") == nact + nparam, "%s: %d DequantizeLinear for %d + %d", what,
-       count_op(o, "DequantizeLinear"), nact, nparam);
-    ok(o->nnodes == g->nnodes + 2 * nact + nparam, "%s: nodes = %d + 2 x %d + %d", what, g->nnodes, nact, nparam);
+    ok(count_op(o, "DequantizeLinear") == nact + nparam + nbias, "%s: %d DequantizeLinear for %d + %d + %d", what,
+       count_op(o, "DequantizeLinear"), nact, nparam, nbias);
+    ok(o->nnodes == g->nnodes + 2 * nact + nparam + nbias, "%s: nodes = %d + 2 x %d + %d + %d", what, g->nnodes,
+       nact, nparam, nbias);
     /* topological order; only Q nodes read a quantized value */
     unsigned char *ready = calloc((size_t)o->nvalues, 1), *quantized = calloc((size_t)o->nvalues, 1);
     for (int v = 0; v < o->nvalues; v++)
@@ -235,6 +277,9 @@ static void bundled(const char *arch, int per_channel)
     for (int i = 0; i < qd_sim_count(s); i++)
         npc += qd_sim_get(s, i)->nenc > 1;
     ok(per_channel ? npc > 0 : npc == 0, "%s: %d per-channel quantizers", what, npc);
+    qd_sim_counts cnt;
+    qd_sim_get_counts(s, &cnt);
+    ok(cnt.int32_biases > 0, "%s: %d int32 biases", what, cnt.int32_biases);
     qd_graph *o = qd_qdq_graph(s, &e);
     ok(o != NULL, "%s: qdq graph: %s", what, e.msg);
     if (o)

@@ -262,6 +262,133 @@ out:
     qd_sim_free(s);
 }
 
+/* The quantizer grid a Conv/Gemm input comes from, through data movement. */
+static const qd_encoding *input_grid(qd_sim *s, int v)
+{
+    const qd_graph *g = qd_sim_graph(s);
+    for (;;) {
+        int qi = qd_sim_find(s, g->values[v].name);
+        if (qi >= 0)
+            return qd_sim_get(s, qi)->set.enabled ? &qd_sim_get(s, qi)->enc[0] : NULL;
+        int p = g->values[v].producer;
+        if (p < 0)
+            return NULL;
+        const char *op = g->nodes[p].op_type;
+        if (strcmp(op, "MaxPool") && strcmp(op, "Flatten") && strcmp(op, "Reshape"))
+            return NULL;
+        v = g->nodes[p].in[0];
+    }
+}
+
+/* Biases of quantized Conv/Gemm are int32 on s_in * s_w[c] (as QLinearConv
+ * holds them), follow the encodings they derive from, and stay FP32 with
+ * float_bias, a disabled input grid or a disabled weight. */
+static void test_int32_bias(const char *model, int per_channel)
+{
+    char what[96];
+    snprintf(what, sizeof what, "%s %s", model, per_channel ? "per-channel" : "per-tensor");
+    qd_sim *s = make_sim(model, per_channel ? "per_channel" : "default", NULL, 8, 8, -1, QD_RANGE_SQNR);
+    qd_dataset *d = calib_data(64);
+    qd_err e = {0};
+    ok(s && d, "%s: sim and data", what);
+    if (!s || !d)
+        goto out;
+    ok(qd_sim_calibrate(s, d, 32, NULL, NULL, &e) == 0, "%s: calibrate: %s", what, e.msg);
+    const qd_graph *g = qd_sim_graph(s);
+    int nb = qd_sim_bias_count(s), on = 0, bad_scale = 0, bad_grid = 0, bad_round = 0;
+    for (int i = 0; i < nb; i++) {
+        qd_sim_bias b;
+        qd_sim_bias_get(s, i, &b);
+        const qd_node *n = &g->nodes[b.node];
+        const qd_quantizer *w = qd_sim_get(s, qd_sim_find(s, g->values[n->in[1]].name));
+        const qd_encoding *in = input_grid(s, n->in[0]);
+        if (!b.on || !w || !in)
+            continue;
+        on++;
+        bad_scale += b.n != w->nenc;
+        for (int c = 0; c < b.n && c < w->nenc; c++)
+            bad_scale += b.scale[c] != (float)in->scale * (float)w->enc[c].scale;
+        const float *q = g->values[b.value].init->data, *f = qd_sim_param_orig(s, b.value)->data;
+        for (int64_t k = 0; k < qd_tensor_numel(g->values[b.value].init); k++) {
+            /* q[k] is the float product int * scale: exact to float epsilon */
+            double sc = b.scale[b.n > 1 ? k : 0], steps = q[k] / sc, eps = 1.2e-7;
+            bad_grid += fabs(steps - nearbyint(steps)) > 1e-3 + fabs(steps) * eps;
+            bad_round += fabs(q[k] - f[k]) > 0.5001 * sc + fabs(f[k]) * eps;
+        }
+    }
+    qd_sim_counts c;
+    qd_sim_get_counts(s, &c);
+    ok(nb > 0 && on == nb && c.int32_biases == nb, "%s: %d of %d biases int32 (%d counted)", what, on, nb,
+       c.int32_biases);
+    ok(bad_scale == 0, "%s: bias scales are s_in * s_w (%d differ)", what, bad_scale);
+    ok(bad_grid == 0, "%s: biases on their int32 grid (%d off)", what, bad_grid);
+    ok(bad_round == 0, "%s: biases within half a step of FP32 (%d further)", what, bad_round);
+
+    /* the first Conv's input grid off: its bias goes back to FP32; on again: int32 */
+    qd_sim_bias b0;
+    qd_sim_bias_get(s, 0, &b0);
+    const qd_node *n0 = &g->nodes[b0.node];
+    int qin = -1;
+    for (int v = n0->in[0]; qin < 0 && v >= 0;) {
+        qin = qd_sim_find(s, g->values[v].name);
+        int p = g->values[v].producer;
+        v = qin < 0 && p >= 0 ? g->nodes[p].in[0] : -1;
+    }
+    qd_override off = {.set = QD_OV_ENABLED, .enabled = 0}, on1 = {.set = QD_OV_ENABLED, .enabled = 1};
+    const qd_quantizer *qi = qd_sim_get(s, qin);
+    ok(qi != NULL, "%s: quantizer of the first biased node's input", what);
+    if (qi) {
+        const float *bq = g->values[b0.value].init->data, *bf = qd_sim_param_orig(s, b0.value)->data;
+        size_t nbytes = qd_tensor_nbytes(qd_sim_param_orig(s, b0.value));
+        qd_sim_override(s, qi->name, &off, NULL, &e);
+        qd_sim_apply(s);
+        qd_sim_bias_get(s, 0, &b0);
+        ok(!b0.on && memcmp(bq, bf, nbytes) == 0, "%s: %s off: bias FP32 again", what, qi->name);
+        qd_sim_override(s, qi->name, &on1, NULL, &e);
+        qd_sim_apply(s);
+        qd_sim_bias_get(s, 0, &b0);
+        ok(b0.on && memcmp(bq, bf, nbytes) != 0, "%s: %s on: bias int32 again", what, qi->name);
+        /* a new input range moves the bias grid */
+        float s1 = b0.scale[0];
+        qd_override fix = {.set = QD_OV_FIXED, .fmin = 0, .fmax = 7};
+        ok(qd_sim_override(s, qi->name, &fix, NULL, &e) == 0 && qd_sim_update(s, &e) == 0, "%s: fixed range: %s",
+           what, e.msg);
+        qd_sim_bias_get(s, 0, &b0);
+        ok(b0.on && b0.scale[0] != s1 && b0.scale[0] == (float)qi->enc[0].scale *
+                                                           (float)qd_sim_get(s, qd_sim_find(s, g->values[n0->in[1]].name))->enc[0].scale,
+           "%s: bias scale follows the input range (%g -> %g)", what, s1, b0.n ? b0.scale[0] : 0);
+        /* the weight off: FP32 bias */
+        ok(qd_sim_override(s, g->values[n0->in[1]].name, &off, NULL, &e) == 0, "%s: weight off", what);
+        qd_sim_apply(s);
+        qd_sim_bias_get(s, 0, &b0);
+        ok(!b0.on && memcmp(bq, bf, nbytes) == 0, "%s: weight off: bias FP32", what);
+    }
+    qd_sim_free(s);
+    s = NULL;
+
+    /* float_bias: every bias is the FP32 original */
+    qd_qcfg cfg = {0};
+    qd_graph *g2 = qd_qcfg_builtin("default", &cfg, &e) ? NULL : qd_graph_load(model, &e);
+    qd_sim_opts o = {.cfg = &cfg, .range = QD_RANGE_MINMAX, .per_channel = -1, .float_bias = 1};
+    s = g2 ? qd_sim_new(g2, &o, &e) : NULL;
+    qd_qcfg_clear(&cfg);
+    ok(s && qd_sim_calibrate(s, d, 32, NULL, NULL, &e) == 0, "%s: float_bias sim: %s", what, e.msg);
+    if (s) {
+        int same = 1;
+        for (int i = 0; i < qd_sim_bias_count(s); i++) {
+            qd_sim_bias b;
+            qd_sim_bias_get(s, i, &b);
+            const qd_tensor *f = qd_sim_param_orig(s, b.value);
+            same &= !b.on && memcmp(qd_sim_graph(s)->values[b.value].init->data, f->data, qd_tensor_nbytes(f)) == 0;
+        }
+        qd_sim_get_counts(s, &c);
+        ok(same && c.int32_biases == 0, "%s: float_bias keeps FP32 biases", what);
+    }
+out:
+    qd_data_free(d);
+    qd_sim_free(s);
+}
+
 int main(void)
 {
     test_placement_lenet();
@@ -270,5 +397,7 @@ int main(void)
     test_run_on_grid(1);
     test_bypass_and_16bit();
     test_overrides();
+    test_int32_bias("models/lenet.onnx", 0);
+    test_int32_bias("models/mobilenet_v2.onnx", 1);
     return th_summary();
 }
