@@ -123,6 +123,29 @@ static int ensure_bias(qd_graph *g, int ci, int64_t co, const int *uses, qd_err 
     return 1;
 }
 
+int qd_graph_add_bias(qd_graph *g, int ni, qd_err *e)
+{
+    qd_node *n = &g->nodes[ni];
+    if (qd_node_has_input(n, 2))
+        return n->in[2];
+    const qd_tensor *w = qd_node_has_input(n, 1) ? g->values[n->in[1]].init : NULL;
+    int64_t co = -1;
+    if (w && !strcmp(n->op_type, "Conv") && w->ndim >= 3)
+        co = w->shape[0];
+    else if (w && !strcmp(n->op_type, "ConvTranspose") && w->ndim >= 3)
+        co = w->shape[1] * qd_attr_int(n, "group", 1);
+    else if (w && !strcmp(n->op_type, "Gemm") && w->ndim == 2 && !qd_attr_int(n, "transA", 0))
+        co = qd_attr_int(n, "transB", 0) ? w->shape[0] : w->shape[1];
+    if (co <= 0)
+        return -1;
+    int *uses = calloc((size_t)g->nvalues + 1, sizeof *uses); /* no existing bias: nothing to check */
+    if (!uses)
+        return qd_errf(e, QD_EFAIL, "out of memory"), -1;
+    int r = ensure_bias(g, ni, co, uses, e);
+    free(uses);
+    return r == 1 ? g->nodes[ni].in[2] : -1;
+}
+
 /* The shared start of both folds: BN b's per-channel scale and shift over
  * nch channels into a fresh *ab (a = *ab, shift = *ab + nch), and a bias on
  * node ci (co channels). Returns 1 when the fold can go ahead (caller frees
@@ -165,6 +188,18 @@ static int fold_bn(qd_graph *g, int ci, int bi, const int *uses, unsigned char *
     for (int64_t o = 0; o < co; o++)
         B[o] = (float)((double)B[o] * a[o] + a[co + o]);
     free(a);
+    /* the BN's output statistics: mean beta, std |gamma| per channel */
+    const qd_tensor *gam = const_f32(g, b, 1, co), *bet = const_f32(g, b, 2, co);
+    float *st = malloc((size_t)co * 2 * sizeof *st);
+    if (!st)
+        return qd_errf(e, QD_EFAIL, "out of memory"), -1;
+    for (int64_t o = 0; o < co; o++) {
+        st[o] = ((const float *)bet->data)[o];
+        st[co + o] = fabsf(((const float *)gam->data)[o]);
+    }
+    free(c->bn_mean);
+    c->bn_mean = st;
+    c->bn_nch = co;
     absorb(g, c, b, dead, bi, ci);
     return 1;
 }

@@ -34,6 +34,7 @@ void qd_node_clear(qd_node *n)
     free(n->op_type);
     free(n->in);
     free(n->out);
+    free(n->bn_mean);
     memset(n, 0, sizeof *n);
 }
 

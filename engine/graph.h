@@ -61,6 +61,12 @@ typedef struct qd_node {
     void *priv;              /* op-private parsed state, freed with op->free_priv */
     int fused_clip;          /* set by qd_graph_fuse: clamp outputs to [clip_lo, clip_hi] */
     float clip_lo, clip_hi;
+    /* Set when a BatchNormalization after this Conv/Gemm was folded into it:
+     * per output channel the mean (beta) and standard deviation (|gamma|) of
+     * its output before any activation, bn_mean[c] and bn_mean[bn_nch + c].
+     * For cross-layer equalization and analytic bias correction. */
+    int64_t bn_nch;
+    float *bn_mean;
 } qd_node;
 
 typedef struct qd_graph {

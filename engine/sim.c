@@ -28,6 +28,7 @@ struct qd_sim {
     int mode;
     int weights_dirty;     /* encodings changed since the weights (and biases) were written */
     int float_bias;
+    int fp32;              /* qd_sim_set_fp32: quantizers bypassed, FP32 weights */
     int nbias;
     bias_link *bias;
     int bn_folded, act_fused;
@@ -390,6 +391,17 @@ qd_sim *qd_sim_new(qd_graph *g, const qd_sim_opts *o, qd_err *e)
     if (qd_graph_fuse_ex(g, QD_FUSE_BN, NULL, &fs, e))
         goto fail;
     s->bn_folded = fs.bn_folded;
+    /* every Conv/Gemm gets a bias, so that bias correction has one to correct */
+    for (int i = 0; i < g->nnodes; i++) {
+        const qd_node *n = &g->nodes[i];
+        if ((!strcmp(n->op_type, "Conv") || !strcmp(n->op_type, "ConvTranspose") || !strcmp(n->op_type, "Gemm")) &&
+            !qd_node_has_input(n, 2) && qd_node_has_input(n, 1) && g->values[n->in[1]].init &&
+            g->values[n->in[1]].init->dtype == QD_F32) {
+            e->code = 0;
+            if (qd_graph_add_bias(g, i, e) < 0 && e->code)
+                goto fail;
+        }
+    }
     s->qof = malloc(((size_t)g->nvalues + 1) * sizeof *s->qof);
     s->orig = calloc((size_t)g->nvalues + 1, sizeof *s->orig);
     s->inq = calloc((size_t)g->ninputs + 1, sizeof *s->inq);
@@ -619,6 +631,18 @@ static void apply_biases(qd_sim *s, int int_bias)
 
 int qd_sim_bias_count(const qd_sim *s) { return s->nbias; }
 
+int qd_sim_bias_find(const qd_sim *s, int node)
+{
+    for (int i = 0; i < s->nbias; i++)
+        if (s->bias[i].node == node)
+            return i;
+    return -1;
+}
+
+qd_tensor *qd_sim_fp32(qd_sim *s, int v) { return v >= 0 && v < s->g->nvalues ? s->orig[v] : NULL; }
+
+void qd_sim_params_changed(qd_sim *s) { s->weights_dirty = 1; }
+
 void qd_sim_bias_get(const qd_sim *s, int i, qd_sim_bias *b)
 {
     const bias_link *l = &s->bias[i];
@@ -639,7 +663,7 @@ static void apply_weights(qd_sim *s, int int_bias)
             continue;
         const qd_tensor *w = s->orig[q->value];
         qd_tensor *dst = s->g->values[q->value].init;
-        if (!active(q) || !q->nenc) {
+        if (!active(q) || !q->nenc || s->fp32) {
             memcpy(dst->data, w->data, qd_tensor_nbytes(w));
             continue;
         }
@@ -650,7 +674,7 @@ static void apply_weights(qd_sim *s, int int_bias)
         else
             qd_fake_quant(w->data, dst->data, qd_tensor_numel(w), &q->enc[0]);
     }
-    apply_biases(s, int_bias);
+    apply_biases(s, int_bias && !s->fp32);
     s->weights_dirty = 0;
 }
 
@@ -781,7 +805,7 @@ int qd_sim_override(qd_sim *s, const char *pat, const qd_override *ov, int *matc
  * that the tensor it views is left alone). */
 static int quantize_tensor(qd_sim *s, qd_quantizer *q, qd_tensor *t)
 {
-    if (!active(q) || t->dtype != QD_F32)
+    if (!active(q) || t->dtype != QD_F32 || s->fp32)
         return 0;
     if (s->mode == MODE_OBSERVE) {
         if (q->stats)
@@ -824,7 +848,7 @@ static int run(qd_sim *s, const qd_tensor *inputs, int ninputs, qd_err *e)
         s->inview[i] = inputs[i];
         s->inview[i].cap = 0;
         int qi = s->qof[g->inputs[i]];
-        if (qi < 0 || !active(&s->q[qi]) || inputs[i].dtype != QD_F32)
+        if (qi < 0 || !active(&s->q[qi]) || inputs[i].dtype != QD_F32 || s->fp32)
             continue;
         size_t n = (size_t)qd_tensor_numel(&inputs[i]);
         if (s->mode == MODE_OBSERVE) {
@@ -844,7 +868,7 @@ static int run(qd_sim *s, const qd_tensor *inputs, int ninputs, qd_err *e)
 
 int qd_sim_run(qd_sim *s, const qd_tensor *inputs, int ninputs, qd_err *e)
 {
-    for (int i = 0; i < s->nq; i++)
+    for (int i = 0; i < s->nq && !s->fp32; i++)
         if (active(&s->q[i]) && !s->q[i].nenc)
             return qd_errf(e, QD_EINPUT, "quantizer '%s' has no encodings (calibrate or import encodings first)",
                            s->q[i].name);
@@ -854,6 +878,14 @@ int qd_sim_run(qd_sim *s, const qd_tensor *inputs, int ninputs, qd_err *e)
 }
 
 const qd_tensor *qd_sim_output(const qd_sim *s, int i) { return qd_exec_output(s->x, i); }
+
+void qd_sim_set_fp32(qd_sim *s, int on)
+{
+    if (!!on != s->fp32) {
+        s->fp32 = !!on;
+        s->weights_dirty = 1;
+    }
+}
 
 void qd_sim_apply(qd_sim *s)
 {

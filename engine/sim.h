@@ -96,7 +96,8 @@ typedef struct qd_sim_opts {
 typedef struct qd_sim qd_sim;
 
 /* Take ownership of g (freed with the sim, also on failure), fold its
- * batch norms, place quantizers. QD_EINPUT when the config does not fit
+ * batch norms, give every Conv/ConvTranspose/Gemm a (zero) bias if it has
+ * none, place quantizers. QD_EINPUT when the config does not fit
  * (e.g. bit-widths out of range). */
 qd_sim *qd_sim_new(qd_graph *g, const qd_sim_opts *o, qd_err *e);
 void qd_sim_free(qd_sim *s);
@@ -136,6 +137,13 @@ int qd_sim_update(qd_sim *s, qd_err *e);
  * have encodings (QD_EINPUT naming the first that has none). */
 int qd_sim_run(qd_sim *s, const qd_tensor *inputs, int ninputs, qd_err *e);
 const qd_tensor *qd_sim_output(const qd_sim *s, int i);
+/* FP32 reference mode (on = 1): runs bypass every quantizer and use the
+ * FP32 weights and biases (the sim's graph then computes the BN-folded FP32
+ * model), so that a fix can compare FP32 and simulated values of any tensor
+ * (qd_exec_value on qd_sim_exec) in one graph. on = 0 returns to simulation.
+ * Calibration observes in whichever mode is set. */
+void qd_sim_set_fp32(qd_sim *s, int on);
+
 /* Write the weights and int32 biases for the current encodings if they
  * changed since last written (qd_sim_run does this itself). */
 void qd_sim_apply(qd_sim *s);
@@ -155,6 +163,16 @@ typedef struct qd_sim_bias {
  * grid as of the last qd_sim_update, calibration, run or qd_sim_apply. */
 int qd_sim_bias_count(const qd_sim *s);
 void qd_sim_bias_get(const qd_sim *s, int i, qd_sim_bias *b);
+/* Index of the bias read by node (a Conv/Gemm), or -1. */
+int qd_sim_bias_find(const qd_sim *s, int node);
+
+/* The FP32 original of value v when the sim keeps one (a weight or bias with
+ * a param quantizer, or a bias of qd_sim_bias), else NULL. Fixes (bias
+ * correction, AdaRound) edit it in place and then call
+ * qd_sim_params_changed, so that the next run writes the simulated copy
+ * again; encodings not frozen are recomputed only by qd_sim_update. */
+qd_tensor *qd_sim_fp32(qd_sim *s, int v);
+void qd_sim_params_changed(qd_sim *s);
 
 /* Counts for reports. */
 typedef struct qd_sim_counts {

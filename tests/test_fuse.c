@@ -117,6 +117,21 @@ int main(void)
     ok(b >= 0 && g->nodes[b].fused_clip && g->nodes[b].clip_lo == 0 && g->nodes[b].clip_hi == 6,
        "b_conv clamps to [0, 6]");
     ok(b >= 0 && g->nodes[b].nin == 3, "b_conv got a bias input");
+    /* the folded BN's statistics stay on the Conv: mean beta, std |gamma| */
+    int bnb = find_node(ref, "b_bnorm");
+    if (b >= 0 && bnb >= 0) {
+        const qd_node *n = &g->nodes[b];
+        const qd_tensor *gam = qd_node_const_input(ref, &ref->nodes[bnb], 1),
+                        *bet = qd_node_const_input(ref, &ref->nodes[bnb], 2);
+        int same = n->bn_mean && gam && bet && n->bn_nch == qd_tensor_numel(gam);
+        for (int64_t c = 0; same && c < n->bn_nch; c++)
+            same = n->bn_mean[c] == ((const float *)bet->data)[c] &&
+                   n->bn_mean[n->bn_nch + c] == fabsf(((const float *)gam->data)[c]);
+        ok(same, "b_conv keeps b_bnorm's beta and |gamma| (%lld channels)", (long long)n->bn_nch);
+    } else {
+        ok(0, "b_conv and b_bnorm exist");
+    }
+    ok(a >= 0 && g->nodes[a].bn_mean != NULL, "a_conv has BN statistics");
     if (a >= 0)
         ok(strcmp(g->values[g->nodes[a].out[0]].name, "a_r") == 0, "a_conv writes the Relu's output name");
     for (int i = 0; i < g->nnodes; i++)

@@ -389,6 +389,55 @@ out:
     qd_sim_free(s);
 }
 
+/* FP32 mode: the sim's graph computes the FP32 model (BN folded), quantizers
+ * bypassed, until switched back; every Conv/Gemm has a bias. */
+static void test_fp32_mode(void)
+{
+    qd_sim *s = make_sim("models/mobilenet_v2.onnx", "default", NULL, 4, 4, -1, QD_RANGE_MINMAX);
+    qd_dataset *d = calib_data(32);
+    qd_err e = {0};
+    qd_graph *g = qd_graph_load("models/mobilenet_v2.onnx", &e);
+    qd_exec *x = g ? qd_exec_new(g, 1, &e) : NULL;
+    qd_tensor in = {0};
+    ok(s && d && x, "fp32 mode: sim, data, plain executor: %s", e.msg);
+    if (!s || !d || !x)
+        goto out;
+    const qd_graph *sg = qd_sim_graph(s);
+    int nobias = 0;
+    for (int i = 0; i < sg->nnodes; i++)
+        nobias += !strcmp(sg->nodes[i].op_type, "Conv") && !qd_node_has_input(&sg->nodes[i], 2);
+    ok(nobias == 0, "every Conv has a bias (%d without)", nobias);
+    ok(qd_sim_calibrate(s, d, 32, NULL, NULL, &e) == 0 && qd_data_batch(d, 0, 16, &in, NULL, &e) == 0,
+       "calibrate: %s", e.msg);
+    double dq = 0, d32 = 0, ref = 0;
+    ok(qd_exec_run(x, &in, 1, &e) == 0, "plain run: %s", e.msg);
+    const qd_tensor *y0 = qd_exec_output(x, 0);
+    for (int pass = 0; pass < 3; pass++) {
+        qd_sim_set_fp32(s, pass == 1);
+        ok(qd_sim_run(s, &in, 1, &e) == 0, "run %d: %s", pass, e.msg);
+        const float *p = y0->data, *q = qd_sim_output(s, 0)->data;
+        double md = 0;
+        for (int64_t i = 0; i < qd_tensor_numel(y0); i++) {
+            md = fmax(md, fabs((double)p[i] - q[i]));
+            ref = fmax(ref, fabs((double)p[i]));
+        }
+        if (pass == 1)
+            d32 = md;
+        else if (pass == 0)
+            dq = md;
+        else
+            ok(md == dq, "back to simulation: the same output as before (%g vs %g)", md, dq);
+    }
+    ok(d32 <= 1e-5 * ref, "FP32 mode = FP32 model (max diff %.3g of %.3g)", d32, ref);
+    ok(dq > 1e-2 * ref, "W4A4 simulation differs from FP32 (max diff %.3g)", dq);
+out:
+    qd_tensor_free(&in);
+    qd_exec_free(x);
+    qd_graph_free(g);
+    qd_data_free(d);
+    qd_sim_free(s);
+}
+
 int main(void)
 {
     test_placement_lenet();
@@ -397,6 +446,7 @@ int main(void)
     test_run_on_grid(1);
     test_bypass_and_16bit();
     test_overrides();
+    test_fp32_mode();
     test_int32_bias("models/lenet.onnx", 0);
     test_int32_bias("models/mobilenet_v2.onnx", 1);
     return th_summary();
