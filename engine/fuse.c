@@ -301,13 +301,38 @@ int qd_graph_fuse_ex(qd_graph *g, unsigned flags, const unsigned char *keep, qd_
     memset(st, 0, sizeof *st);
     int nvalues0 = g->nvalues;
     unsigned char *dead = calloc((size_t)g->nnodes + 1, 1);
-    int *uses = qd_graph_count_uses(g);
+    int *uses = NULL;
     int rc = QD_OK;
-    if (!dead || !uses) {
+    if (!dead) {
         rc = qd_errf(e, QD_EFAIL, "out of memory");
         goto out;
     }
 #define KEPT(v) (keep && (v) < nvalues0 && keep[v])
+    /* Identity of a constant (PyTorch's exporter shares BN parameters that
+     * way): readers read the constant itself, so the BN's inputs are constants */
+    for (int i = 0; (flags & QD_FUSE_BN) && i < g->nnodes; i++) {
+        const qd_node *n = &g->nodes[i];
+        if (strcmp(n->op_type, "Identity") != 0 || n->nin != 1 || n->nout != 1 || n->in[0] < 0 || n->out[0] < 0 ||
+            !g->values[n->in[0]].init || KEPT(n->out[0]))
+            continue;
+        int out = n->out[0], is_output = 0;
+        for (int k = 0; k < g->noutputs; k++)
+            is_output |= g->outputs[k] == out;
+        if (is_output)
+            continue;
+        for (int k = 0; k < g->nnodes; k++)
+            for (int j = 0; j < g->nodes[k].nin; j++)
+                if (g->nodes[k].in[j] == out)
+                    g->nodes[k].in[j] = n->in[0];
+        g->values[out].producer = -1;
+        g->nodes[i].in[0] = -1; /* dead: reads nothing */
+        dead[i] = 1;
+        st->removed_identity++;
+    }
+    if (!(uses = qd_graph_count_uses(g))) {
+        rc = qd_errf(e, QD_EFAIL, "out of memory");
+        goto out;
+    }
     for (int i = 0; i < g->nnodes; i++) {
         qd_node *c = &g->nodes[i];
         int is_conv = strcmp(c->op_type, "Conv") == 0;

@@ -3,6 +3,8 @@
  *   Conv|Gemm -> BatchNormalization   BN folded into the weights and bias
  *   BatchNormalization -> Conv|Gemm   BN folded forward, where the Conv has no padding
  *   Conv -> Relu | Clip            the clamp runs inside the Conv
+ *   Identity(constant)             readers read the constant (with BN folding:
+ *                                  exporters share BN parameters that way)
  * A rewrite happens only where the intermediate value has no other reader and
  * is not a graph output, and the weights are constants used by that Conv
  * alone. The Conv then writes the last absorbed node's output value, so the
@@ -15,6 +17,7 @@
 typedef struct qd_fuse_stats {
     int bn_folded;   /* BatchNormalization nodes folded into Convs */
     int act_fused;   /* Relu/Clip nodes fused into Convs */
+    int removed_identity; /* Identity nodes of constants bypassed (with QD_FUSE_BN) */
     int removed;     /* nodes removed in all */
 } qd_fuse_stats;
 

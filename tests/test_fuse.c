@@ -92,9 +92,39 @@ static void test_bn_forward(void)
     qd_graph_free(g);
 }
 
+/* ResNet-18 as PyTorch exports it: three downsample BNs read their
+ * parameters through Identity nodes; all 20 fold and the output stays. */
+static void test_identity_params(void)
+{
+    qd_err e = {0};
+    qd_graph *ref = qd_graph_load("models/resnet18.onnx", &e), *g = qd_graph_load("models/resnet18.onnx", &e);
+    ok(ref && g, "load resnet18: %s", e.msg);
+    if (!ref || !g)
+        goto out;
+    qd_fuse_stats st;
+    ok(qd_graph_fuse_ex(g, QD_FUSE_BN, NULL, &st, &e) == 0, "fuse: %s", e.msg);
+    int bns = 0;
+    for (int i = 0; i < g->nnodes; i++)
+        bns += !strcmp(g->nodes[i].op_type, "BatchNormalization");
+    ok(bns == 0 && st.bn_folded == 20 && st.removed_identity > 0, "resnet18: %d BNs folded, %d left, %d Identity bypassed",
+       st.bn_folded, bns, st.removed_identity);
+    qd_tensor x = {0};
+    int64_t shape[4] = {2, 1, 28, 28};
+    qd_tensor_resize(&x, QD_F32, 4, shape, &e);
+    for (int i = 0; i < 2 * 784; i++)
+        ((float *)x.data)[i] = (float)((i * 37) % 101) / 100.0f;
+    double d = rel_diff(ref, g, &x, 0);
+    ok(d <= 1e-5, "resnet18 folded = original (rel diff %.3g)", d);
+    qd_tensor_free(&x);
+out:
+    qd_graph_free(ref);
+    qd_graph_free(g);
+}
+
 int main(void)
 {
     test_bn_forward();
+    test_identity_params();
 
     qd_err e = {0};
     qd_graph *ref = qd_graph_load(MODEL, &e), *g = qd_graph_load(MODEL, &e);
