@@ -25,93 +25,9 @@
 #include "qsetup.h"
 #include "summary.h"
 #include "util.h"
+#include "cliutil.h"
 
 #define QD_VERSION "0.1.0"
-
-/* ---- option parsing ---- */
-
-#define OPT_MAXVALS 32
-
-typedef struct opt {
-    const char *name;   /* "--threads" */
-    int has_arg;
-    const char *val;    /* set when seen: the (last) argument, or "" for flags */
-    int nvals;          /* every argument given, in order (repeatable options) */
-    const char *vals[OPT_MAXVALS];
-} opt;
-
-typedef struct args {
-    const char *cmd;
-    const char *pos[4];
-    int npos;
-} args;
-
-/* Parse argv[1..] of command cmd into opts and positionals. --name=value and
- * --name value both work. Returns QD_OK or QD_EINPUT with a message in e. */
-static int parse2(const char *cmd, int argc, char **argv, opt *opts, opt *more, int maxpos, args *a, qd_err *e);
-
-static int parse(const char *cmd, int argc, char **argv, opt *opts, int maxpos, args *a, qd_err *e)
-{
-    return parse2(cmd, argc, argv, opts, NULL, maxpos, a, e);
-}
-
-/* Same with a second option table (the shared quantization options). */
-static int parse2(const char *cmd, int argc, char **argv, opt *opts, opt *more, int maxpos, args *a, qd_err *e)
-{
-    a->cmd = cmd;
-    a->npos = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i];
-        if (s[0] != '-' || s[1] == 0) {
-            if (a->npos >= maxpos)
-                return qd_errf(e, QD_EINPUT, "qdb %s: unexpected argument '%s' (see qdb %s --help)", cmd, s, cmd);
-            a->pos[a->npos++] = s;
-            continue;
-        }
-        if (strcmp(s, "--") == 0)
-            return qd_errf(e, QD_EINPUT, "qdb %s: unexpected '--'", cmd);
-        const char *eq = strchr(s, '=');
-        size_t len = eq ? (size_t)(eq - s) : strlen(s);
-        opt *o = NULL;
-        for (opt *p = opts; p->name; p++)
-            if (strlen(p->name) == len && strncmp(p->name, s, len) == 0)
-                o = p;
-        for (opt *p = more; p && p->name; p++)
-            if (strlen(p->name) == len && strncmp(p->name, s, len) == 0)
-                o = p;
-        if (!o)
-            return qd_errf(e, QD_EINPUT, "qdb %s: unknown option '%.*s' (see qdb %s --help)", cmd, (int)len, s, cmd);
-        if (!o->has_arg) {
-            if (eq)
-                return qd_errf(e, QD_EINPUT, "qdb %s: option %s takes no value", cmd, o->name);
-            o->val = "";
-        } else if (eq) {
-            o->val = eq + 1;
-        } else if (i + 1 < argc) {
-            o->val = argv[++i];
-        } else {
-            return qd_errf(e, QD_EINPUT, "qdb %s: option %s needs a value", cmd, o->name);
-        }
-        if (o->has_arg) {
-            if (o->nvals == OPT_MAXVALS)
-                return qd_errf(e, QD_EINPUT, "qdb %s: option %s given more than %d times", cmd, o->name,
-                               OPT_MAXVALS);
-            o->vals[o->nvals++] = o->val;
-        }
-    }
-    return QD_OK;
-}
-
-static int parse_int(const char *cmd, const char *name, const char *s, long lo, long hi, long *out, qd_err *e)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi)
-        return qd_errf(e, QD_EINPUT, "qdb %s: %s must be an integer from %ld to %ld, got '%s'", cmd, name, lo, hi, s);
-    *out = v;
-    return QD_OK;
-}
 
 /* "1x3x224x224" -> dims */
 static int parse_shape(const char *cmd, const char *s, int *nd, int64_t *dims, qd_err *e)
@@ -129,18 +45,6 @@ static int parse_shape(const char *cmd, const char *s, int *nd, int64_t *dims, q
     }
     if (!*nd)
         return qd_errf(e, QD_EINPUT, "qdb %s: --shape is empty", cmd);
-    return QD_OK;
-}
-
-/* Print a JSON object on stdout and free it. */
-static int print_json(cJSON *j)
-{
-    char *s = j ? cJSON_PrintUnformatted(j) : NULL;
-    cJSON_Delete(j);
-    if (!s)
-        return QD_EFAIL;
-    puts(s);
-    free(s);
     return QD_OK;
 }
 
@@ -221,7 +125,7 @@ static int cmd_info(int argc, char **argv, qd_err *e)
     opt opts[] = {{.name = "--json", .has_arg = 0}, {.name = "--shape", .has_arg = 1}, {.name = "--help", .has_arg = 0}, {.name = "-h", .has_arg = 0}, {0}};
     enum { JSON, SHAPE, HELP, H };
     args a;
-    if (parse("info", argc, argv, opts, 1, &a, e))
+    if (cli_parse("info", argc, argv, opts, 1, &a, e))
         return e->code;
     if (opts[HELP].val || opts[H].val)
         return fputs(info_help, stdout), QD_OK;
@@ -273,7 +177,7 @@ static int cmd_info(int argc, char **argv, qd_err *e)
         }
         cJSON_AddNumberToObject(j, "params", (double)s.params);
         cJSON_AddNumberToObject(j, "macs", (double)s.macs);
-        rc = print_json(j);
+        rc = cli_print_json(j);
         goto out;
     }
     printf("model: %s (%s, opset %d, %d nodes)\n", a.pos[0], *g->producer ? g->producer : "unknown producer",
@@ -301,121 +205,6 @@ out:
 }
 
 /* ---- qdb run ---- */
-
-/* ---- the quantization options shared by eval, sweep, run and export ---- */
-
-enum { Q_QUANT, Q_PC, Q_PT, Q_RANGE, Q_CALIB, Q_CALIBDATA, Q_CONFIG, Q_SET, Q_OVERRIDES, Q_ENC, Q_BIAS, Q__N };
-#define QUANT_OPTS                                                                                            \
-    {                                                                                                         \
-        {.name = "--quant", .has_arg = 1}, {.name = "--per-channel", .has_arg = 0}, {.name = "--per-tensor", .has_arg = 0}, {.name = "--range", .has_arg = 1},    \
-            {.name = "--calib", .has_arg = 1}, {.name = "--calib-data", .has_arg = 1}, {.name = "--config", .has_arg = 1}, {.name = "--set", .has_arg = 1},       \
-            {.name = "--overrides", .has_arg = 1}, {.name = "--encodings", .has_arg = 1}, {.name = "--bias", .has_arg = 1}, { 0 }                                         \
-    }
-
-#define QUANT_HELP                                                                                            \
-    "quantization (any of these turns the simulation on):\n"                                                  \
-    "  --quant wNaM       weight / activation bits, 2..16 or 32 = float (default w8a8)\n"                      \
-    "  --per-channel      per-channel weights (the built-in per_channel config);\n"                           \
-    "  --per-tensor       per-tensor weights (default unless --config says otherwise)\n"                      \
-    "  --range R          minmax | sqnr (default, AIMET tf_enhanced) | percentile[:P] | mse | kl\n"             \
-    "  --calib N          calibration images (default 1000, a seeded subset; --seed S)\n"                     \
-    "  --calib-data SPEC  calibration set (default fashion-mnist:train; for other --data, the same set)\n"     \
-    "  --config FILE      AIMET quantsim runtime config JSON (built in: default, per_channel)\n"              \
-    "  --overrides FILE   per-quantizer overrides JSON: {\"quantizers\": [{\"match\": GLOB, ...}]}\n"         \
-    "  --set 'GLOB k=v..' override quantizers by tensor name, glob or @weights/@activations/@inputs/@all:\n"  \
-    "                     enabled=0|1 bits=N scheme=sym|asym strict=0|1 unsigned=0|1\n"                       \
-    "                     granularity=tensor|channel range=R min=F max=F  (repeatable, applied in order)\n"     \
-    "  --encodings FILE   import AIMET encodings (0.6.1 or 1.0.0) and freeze them\n"                      \
-    "  --bias int32|float biases of quantized Conv/Gemm as int32 on the grid s_in*s_w, as integer\n"       \
-    "                     kernels hold them (default), or left in FP32 (as AIMET's sim does)\n"
-
-static int quant_given(const opt *q)
-{
-    for (int i = 0; i < Q__N; i++)
-        if (q[i].val)
-            return 1;
-    return 0;
-}
-
-/* Fill o from the parsed quantization options. data_spec is the command's
- * --data (or NULL): Fashion-MNIST calibrates on its training split, other
- * data on itself. */
-static int quant_setup(const char *cmd, const opt *q, const char *data_spec, long seed, long threads, long batch,
-                       const qd_data_opts *dopt, qd_qsetup *o, qd_err *e)
-{
-    memset(o, 0, sizeof *o);
-    long calib = 1000;
-    if (q[Q_CALIB].val && parse_int(cmd, "--calib", q[Q_CALIB].val, 1, 1L << 40, &calib, e))
-        return e->code;
-    if (q[Q_PC].val && q[Q_PT].val)
-        return qd_errf(e, QD_EINPUT, "qdb %s: --per-channel and --per-tensor contradict each other", cmd);
-    int wb, ab;
-    if (q[Q_QUANT].val && qd_qsetup_parse_quant(q[Q_QUANT].val, &wb, &ab, e))
-        return qd_err_prefix(e, "qdb %s", cmd), e->code;
-    qd_range_method rm;
-    if (q[Q_RANGE].val && qd_range_parse(q[Q_RANGE].val, &rm, NULL, e))
-        return qd_err_prefix(e, "qdb %s: --range", cmd), e->code;
-    o->quant = q[Q_QUANT].val;
-    o->per_channel = q[Q_PC].val ? 1 : q[Q_PT].val ? 0 : -1;
-    o->range = q[Q_RANGE].val;
-    o->calib = calib;
-    o->calib_data = q[Q_CALIBDATA].val;
-    if (!o->calib_data && data_spec && strncmp(data_spec, "fashion-mnist", 13) != 0)
-        o->calib_data = data_spec;
-    o->seed = (uint64_t)seed;
-    o->config = q[Q_CONFIG].val;
-    o->overrides = q[Q_OVERRIDES].val;
-    o->sets = q[Q_SET].vals;
-    o->nsets = q[Q_SET].nvals;
-    o->encodings = q[Q_ENC].val;
-    if (q[Q_BIAS].val) {
-        if (strcmp(q[Q_BIAS].val, "int32") != 0 && strcmp(q[Q_BIAS].val, "float") != 0)
-            return qd_errf(e, QD_EINPUT, "qdb %s: --bias '%s': expected int32 or float", cmd, q[Q_BIAS].val);
-        o->float_bias = !strcmp(q[Q_BIAS].val, "float");
-    }
-    o->nthreads = (int)threads;
-    o->batch = batch;
-    o->dopts = o->calib_data == data_spec ? dopt : NULL;
-    return QD_OK;
-}
-
-static const char *range_label(const qd_qsetup *o) { return o->range ? o->range : "sqnr"; }
-
-static cJSON *json_quant(const qd_qsetup *o, qd_sim *s, double calib_s)
-{
-    cJSON *j = cJSON_CreateObject();
-    qd_sim_counts c;
-    qd_sim_get_counts(s, &c);
-    cJSON_AddStringToObject(j, "quant", o->quant ? o->quant : "w8a8");
-    cJSON_AddBoolToObject(j, "per_channel", o->per_channel == 1);
-    cJSON_AddStringToObject(j, "range", range_label(o));
-    cJSON_AddStringToObject(j, "config", o->config ? o->config : o->per_channel == 1 ? "per_channel" : "default");
-    cJSON_AddNumberToObject(j, "calib_images", (double)o->calib);
-    cJSON_AddNumberToObject(j, "calib_seconds", calib_s);
-    cJSON_AddNumberToObject(j, "input_quantizers", c.inputs);
-    cJSON_AddNumberToObject(j, "activation_quantizers", c.acts);
-    cJSON_AddNumberToObject(j, "param_quantizers", c.params);
-    cJSON_AddNumberToObject(j, "enabled_quantizers", c.enabled);
-    cJSON_AddNumberToObject(j, "int32_biases", c.int32_biases);
-    cJSON_AddNumberToObject(j, "bn_folded", c.bn_folded);
-    return j;
-}
-
-static void print_quant(const qd_qsetup *o, qd_sim *s, double calib_s)
-{
-    qd_sim_counts c;
-    qd_sim_get_counts(s, &c);
-    printf("quant: %s, %s weights, range %s, config %s\n", o->quant ? o->quant : "w8a8",
-           o->per_channel == 1 ? "per-channel" : "per-tensor", range_label(o),
-           o->config ? o->config : o->per_channel == 1 ? "per_channel" : "default");
-    printf("       %d quantizers (%d input, %d activation, %d param; %d enabled), %d int32 biases, "
-           "%d batch norms folded\n",
-           c.inputs + c.acts + c.params, c.inputs, c.acts, c.params, c.enabled, c.int32_biases, c.bn_folded);
-    if (o->encodings)
-        printf("       encodings from %s\n", o->encodings);
-    printf("calibration: %lld images of %s in %.2f s\n", (long long)o->calib,
-           o->calib_data ? o->calib_data : "fashion-mnist:train", calib_s);
-}
 
 static const char run_help[] =
     "usage: qdb run MODEL --input IN.npy --output OUT.npy [options]\n"
@@ -481,7 +270,7 @@ static int cmd_run(int argc, char **argv, qd_err *e)
     enum { IN, OUT, THREADS, ONAME, REPEAT, WARMUP, JSON, HELP, H, NOFUSE, PROFILE };
     opt qopts[] = QUANT_OPTS;
     args a;
-    if (parse2("run", argc, argv, opts, qopts, 1, &a, e))
+    if (cli_parse2("run", argc, argv, opts, qopts, 1, &a, e))
         return e->code;
     if (opts[HELP].val || opts[H].val)
         return fputs(run_help, stdout), QD_OK;
@@ -492,9 +281,9 @@ static int cmd_run(int argc, char **argv, qd_err *e)
     if (!opts[OUT].val && !opts[JSON].val)
         return qd_errf(e, QD_EINPUT, "qdb run: --output OUT.npy is required");
     long threads = 1, repeat = 1, warmup = 0;
-    if ((opts[THREADS].val && parse_int("run", "--threads", opts[THREADS].val, 1, 64, &threads, e)) ||
-        (opts[REPEAT].val && parse_int("run", "--repeat", opts[REPEAT].val, 1, 100000, &repeat, e)) ||
-        (opts[WARMUP].val && parse_int("run", "--warmup", opts[WARMUP].val, 0, 100000, &warmup, e)))
+    if ((opts[THREADS].val && cli_parse_int("run", "--threads", opts[THREADS].val, 1, 64, &threads, e)) ||
+        (opts[REPEAT].val && cli_parse_int("run", "--repeat", opts[REPEAT].val, 1, 100000, &repeat, e)) ||
+        (opts[WARMUP].val && cli_parse_int("run", "--warmup", opts[WARMUP].val, 0, 100000, &warmup, e)))
         return e->code;
 
     int rc;
@@ -505,9 +294,9 @@ static int cmd_run(int argc, char **argv, qd_err *e)
     qd_graph *g = qd_graph_load(a.pos[0], e);
     if (!g)
         return e->code;
-    if (quant_given(qopts)) { /* simulated: the sim owns its own copy of the graph */
+    if (cli_quant_given(qopts)) { /* simulated: the sim owns its own copy of the graph */
         qd_qsetup qs;
-        if ((rc = quant_setup("run", qopts, NULL, 0, threads, 64, NULL, &qs, e)))
+        if ((rc = cli_quant_setup("run", qopts, NULL, 0, threads, 64, NULL, &qs, e)))
             goto out;
         if (opts[NOFUSE].val) {
             rc = qd_errf(e, QD_EINPUT, "qdb run: --no-fuse does not apply to simulation (BN is always folded)");
@@ -566,7 +355,7 @@ static int cmd_run(int argc, char **argv, qd_err *e)
             cJSON_AddItemToArray(t, cJSON_CreateNumber(ms[r]));
         cJSON_AddNumberToObject(j, "threads", (double)threads);
         cJSON_AddStringToObject(j, "blas_core", qd_blas_core());
-        rc = print_json(j);
+        rc = cli_print_json(j);
     }
 out:
     free(ms);
@@ -614,27 +403,12 @@ static int parse_floats3(const char *cmd, const char *name, const char *s, float
     return QD_OK;
 }
 
-/* Progress bar on stderr: done/total, rate and ETA. */
-typedef struct progress { double t0; int tty; } progress;
-
-static int show_progress(void *user, int64_t done, int64_t total)
-{
-    progress *p = user;
-    double el = qd_now_ms() / 1e3 - p->t0, rate = el > 0 ? done / el : 0;
-    int w = 30, fill = total ? (int)(w * done / total) : w;
-    fprintf(stderr, "\r[%.*s%*s] %lld/%lld  %.0f img/s  ETA %.0fs ", fill, "##############################",
-            w - fill, "", (long long)done, (long long)total, rate, rate > 0 ? (total - done) / rate : 0);
-    if (done == total)
-        fputc('\n', stderr);
-    return 0;
-}
-
 /* Calibrate, then the FP32 and the simulated pass; one progress bar each. */
 static int eval_quant(const char *model, const qd_graph *g, qd_dataset *d, qd_eval_opts eo, qd_qsetup *qs,
                       int json, qd_err *e)
 {
     progress pr = {qd_now_ms() / 1e3, isatty(2)};
-    qs->progress = eo.progress = pr.tty ? show_progress : NULL;
+    qs->progress = eo.progress = pr.tty ? cli_progress : NULL;
     qs->user = eo.user = &pr;
     qd_logits ref = {0};
     double calib_s = 0;
@@ -666,12 +440,12 @@ static int eval_quant(const char *model, const qd_graph *g, qd_dataset *d, qd_ev
         cJSON_AddNumberToObject(j, "images", (double)r.images);
         cJSON_AddNumberToObject(j, "images_per_s", qps);
         cJSON_AddNumberToObject(j, "fp32_images_per_s", fps);
-        cJSON_AddItemToObject(j, "sim", json_quant(qs, s, calib_s));
-        rc = print_json(j);
+        cJSON_AddItemToObject(j, "sim", cli_json_quant(qs, s, calib_s));
+        rc = cli_print_json(j);
         goto out;
     }
     printf("model: %s\ndata:  %s\n", model, qd_data_describe(d));
-    print_quant(qs, s, calib_s);
+    cli_print_quant(qs, s, calib_s);
     if (r.labeled)
         printf("top-1: %.4f simulated, %.4f FP32 (%+.2f points)\n", r.top1 / n, r.fp32_top1 / n,
                100.0 * (r.top1 - r.fp32_top1) / n);
@@ -693,7 +467,7 @@ static int cmd_eval(int argc, char **argv, qd_err *e)
     enum { DATA, LIMIT, SEED, BATCH, THREADS, JSON, NOFUSE, RESIZE, CROP, MEAN, STD, GRAY, BGR, HELP, H };
     opt qopts[] = QUANT_OPTS;
     args a;
-    if (parse2("eval", argc, argv, opts, qopts, 1, &a, e))
+    if (cli_parse2("eval", argc, argv, opts, qopts, 1, &a, e))
         return e->code;
     if (opts[HELP].val || opts[H].val)
         return fputs(eval_help, stdout), QD_OK;
@@ -703,12 +477,12 @@ static int cmd_eval(int argc, char **argv, qd_err *e)
         return qd_errf(e, QD_EINPUT, "qdb eval: --data SPEC is required (e.g. --data fashion-mnist)");
     long limit = -1, seed = 0, batch = 64, threads = 1, resize = 0, crop = 0;
     qd_data_opts dopt = {0};
-    if ((opts[LIMIT].val && parse_int("eval", "--limit", opts[LIMIT].val, 1, 1L << 40, &limit, e)) ||
-        (opts[SEED].val && parse_int("eval", "--seed", opts[SEED].val, 0, 1L << 62, &seed, e)) ||
-        (opts[BATCH].val && parse_int("eval", "--batch", opts[BATCH].val, 1, 65536, &batch, e)) ||
-        (opts[THREADS].val && parse_int("eval", "--threads", opts[THREADS].val, 1, 64, &threads, e)) ||
-        (opts[RESIZE].val && parse_int("eval", "--resize", opts[RESIZE].val, 1, 1 << 16, &resize, e)) ||
-        (opts[CROP].val && parse_int("eval", "--crop", opts[CROP].val, 1, 1 << 16, &crop, e)) ||
+    if ((opts[LIMIT].val && cli_parse_int("eval", "--limit", opts[LIMIT].val, 1, 1L << 40, &limit, e)) ||
+        (opts[SEED].val && cli_parse_int("eval", "--seed", opts[SEED].val, 0, 1L << 62, &seed, e)) ||
+        (opts[BATCH].val && cli_parse_int("eval", "--batch", opts[BATCH].val, 1, 65536, &batch, e)) ||
+        (opts[THREADS].val && cli_parse_int("eval", "--threads", opts[THREADS].val, 1, 64, &threads, e)) ||
+        (opts[RESIZE].val && cli_parse_int("eval", "--resize", opts[RESIZE].val, 1, 1 << 16, &resize, e)) ||
+        (opts[CROP].val && cli_parse_int("eval", "--crop", opts[CROP].val, 1, 1 << 16, &crop, e)) ||
         (opts[MEAN].val && parse_floats3("eval", "--mean", opts[MEAN].val, dopt.mean, e)) ||
         (opts[STD].val && parse_floats3("eval", "--std", opts[STD].val, dopt.std, e)))
         return e->code;
@@ -731,11 +505,11 @@ static int cmd_eval(int argc, char **argv, qd_err *e)
     if (!opts[NOFUSE].val && (rc = qd_graph_fuse(g, NULL, e)))
         goto out;
     progress pr = {qd_now_ms() / 1e3, isatty(2)};
-    qd_eval_opts eo = {.batch = batch, .nthreads = (int)threads, .progress = pr.tty ? show_progress : NULL,
+    qd_eval_opts eo = {.batch = batch, .nthreads = (int)threads, .progress = pr.tty ? cli_progress : NULL,
                        .user = &pr};
-    if (quant_given(qopts)) {
+    if (cli_quant_given(qopts)) {
         qd_qsetup qs;
-        if ((rc = quant_setup("eval", qopts, opts[DATA].val, seed, threads, batch, &dopt, &qs, e)))
+        if ((rc = cli_quant_setup("eval", qopts, opts[DATA].val, seed, threads, batch, &dopt, &qs, e)))
             goto out;
         rc = eval_quant(a.pos[0], g, d, eo, &qs, opts[JSON].val != NULL, e);
         goto out;
@@ -759,7 +533,7 @@ static int cmd_eval(int argc, char **argv, qd_err *e)
         cJSON_AddNumberToObject(j, "seconds", r.seconds);
         cJSON_AddNumberToObject(j, "threads", (double)threads);
         cJSON_AddNumberToObject(j, "batch", (double)batch);
-        rc = print_json(j);
+        rc = cli_print_json(j);
         goto out;
     }
     printf("model: %s\ndata:  %s\n", a.pos[0], qd_data_describe(d));
@@ -799,7 +573,7 @@ static int cmd_sweep(int argc, char **argv, qd_err *e)
     enum { DATA, BITS, LIMIT, SEED, BATCH, THREADS, JSON, HELP, H };
     opt qopts[] = QUANT_OPTS;
     args a;
-    if (parse2("sweep", argc, argv, opts, qopts, 1, &a, e))
+    if (cli_parse2("sweep", argc, argv, opts, qopts, 1, &a, e))
         return e->code;
     if (opts[HELP].val || opts[H].val)
         return fputs(sweep_help, stdout), QD_OK;
@@ -811,10 +585,10 @@ static int cmd_sweep(int argc, char **argv, qd_err *e)
         return qd_errf(e, QD_EINPUT, "qdb sweep: --quant, --per-channel, --per-tensor and --encodings are what "
                                      "the sweep varies; use qdb eval for one setting");
     long limit = -1, seed = 0, batch = 64, threads = 1;
-    if ((opts[LIMIT].val && parse_int("sweep", "--limit", opts[LIMIT].val, 1, 1L << 40, &limit, e)) ||
-        (opts[SEED].val && parse_int("sweep", "--seed", opts[SEED].val, 0, 1L << 62, &seed, e)) ||
-        (opts[BATCH].val && parse_int("sweep", "--batch", opts[BATCH].val, 1, 65536, &batch, e)) ||
-        (opts[THREADS].val && parse_int("sweep", "--threads", opts[THREADS].val, 1, 64, &threads, e)))
+    if ((opts[LIMIT].val && cli_parse_int("sweep", "--limit", opts[LIMIT].val, 1, 1L << 40, &limit, e)) ||
+        (opts[SEED].val && cli_parse_int("sweep", "--seed", opts[SEED].val, 0, 1L << 62, &seed, e)) ||
+        (opts[BATCH].val && cli_parse_int("sweep", "--batch", opts[BATCH].val, 1, 65536, &batch, e)) ||
+        (opts[THREADS].val && cli_parse_int("sweep", "--threads", opts[THREADS].val, 1, 64, &threads, e)))
         return e->code;
     int bits[16], nbits = 0;
     const char *p = opts[BITS].val ? opts[BITS].val : "8,6,4";
@@ -847,7 +621,7 @@ static int cmd_sweep(int argc, char **argv, qd_err *e)
     if ((limit > 0 && (rc = qd_data_limit(d, limit, (uint64_t)seed, e))) || (rc = qd_graph_fuse(g, NULL, e)))
         goto out;
     progress pr = {qd_now_ms() / 1e3, isatty(2)};
-    qd_eval_opts eo = {.batch = batch, .nthreads = (int)threads, .progress = pr.tty ? show_progress : NULL,
+    qd_eval_opts eo = {.batch = batch, .nthreads = (int)threads, .progress = pr.tty ? cli_progress : NULL,
                        .user = &pr};
     if ((rc = qd_logits_compute(g, d, &eo, &ref, e))) {
         qd_err_prefix(e, "%s (FP32)", a.pos[0]);
@@ -866,7 +640,7 @@ static int cmd_sweep(int argc, char **argv, qd_err *e)
             char quant[32];
             snprintf(quant, sizeof quant, "w%da%d", bits[b], bits[b]);
             qd_qsetup qs;
-            if ((rc = quant_setup("sweep", qopts, opts[DATA].val, seed, threads, batch, NULL, &qs, e)))
+            if ((rc = cli_quant_setup("sweep", qopts, opts[DATA].val, seed, threads, batch, NULL, &qs, e)))
                 goto out;
             qs.quant = quant;
             qs.per_channel = pc;
@@ -908,7 +682,7 @@ static int cmd_sweep(int argc, char **argv, qd_err *e)
         cJSON_AddStringToObject(j, "range", qopts[Q_RANGE].val ? qopts[Q_RANGE].val : "sqnr");
         cJSON_AddItemToObject(j, "results", res);
         res = NULL;
-        rc = print_json(j);
+        rc = cli_print_json(j);
     }
 out:
     cJSON_Delete(res);
@@ -939,7 +713,7 @@ static int cmd_export(int argc, char **argv, qd_err *e)
     enum { O, OUTPUT, FORMAT, SEED, THREADS, BATCH, HELP, H };
     opt qopts[] = QUANT_OPTS;
     args a;
-    if (parse2("export", argc, argv, opts, qopts, 2, &a, e))
+    if (cli_parse2("export", argc, argv, opts, qopts, 2, &a, e))
         return e->code;
     if (opts[HELP].val || opts[H].val)
         return fputs(export_help, stdout), QD_OK;
@@ -955,15 +729,15 @@ static int cmd_export(int argc, char **argv, qd_err *e)
     if (strcmp(fmt, "0.6.1") != 0 && strcmp(fmt, "1.0.0") != 0)
         return qd_errf(e, QD_EINPUT, "qdb export: --format must be 0.6.1 or 1.0.0, got '%s'", fmt);
     long seed = 0, threads = 1, batch = 64;
-    if ((opts[SEED].val && parse_int("export", "--seed", opts[SEED].val, 0, 1L << 62, &seed, e)) ||
-        (opts[THREADS].val && parse_int("export", "--threads", opts[THREADS].val, 1, 64, &threads, e)) ||
-        (opts[BATCH].val && parse_int("export", "--batch", opts[BATCH].val, 1, 65536, &batch, e)))
+    if ((opts[SEED].val && cli_parse_int("export", "--seed", opts[SEED].val, 0, 1L << 62, &seed, e)) ||
+        (opts[THREADS].val && cli_parse_int("export", "--threads", opts[THREADS].val, 1, 64, &threads, e)) ||
+        (opts[BATCH].val && cli_parse_int("export", "--batch", opts[BATCH].val, 1, 65536, &batch, e)))
         return e->code;
     qd_qsetup qs;
-    if (quant_setup("export", qopts, NULL, seed, threads, batch, NULL, &qs, e))
+    if (cli_quant_setup("export", qopts, NULL, seed, threads, batch, NULL, &qs, e))
         return e->code;
     progress pr = {qd_now_ms() / 1e3, isatty(2)};
-    qs.progress = pr.tty ? show_progress : NULL;
+    qs.progress = pr.tty ? cli_progress : NULL;
     qs.user = &pr;
     qd_sim *s = qd_qsetup_build(a.pos[1], &qs, NULL, e);
     if (!s)

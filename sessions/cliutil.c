@@ -1,0 +1,187 @@
+/* cliutil.c - option parsing, quantization options, JSON output and the
+ * progress bar shared by qdb's command files (see cliutil.h). */
+#include "cliutil.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "calib.h"
+#include "util.h"
+
+int cli_parse(const char *cmd, int argc, char **argv, opt *opts, int maxpos, args *a, qd_err *e)
+{
+    return cli_parse2(cmd, argc, argv, opts, NULL, maxpos, a, e);
+}
+
+/* Same with a second option table (the shared quantization options). */
+int cli_parse2(const char *cmd, int argc, char **argv, opt *opts, opt *more, int maxpos, args *a, qd_err *e)
+{
+    a->cmd = cmd;
+    a->npos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (s[0] != '-' || s[1] == 0) {
+            if (a->npos >= maxpos)
+                return qd_errf(e, QD_EINPUT, "qdb %s: unexpected argument '%s' (see qdb %s --help)", cmd, s, cmd);
+            a->pos[a->npos++] = s;
+            continue;
+        }
+        if (strcmp(s, "--") == 0)
+            return qd_errf(e, QD_EINPUT, "qdb %s: unexpected '--'", cmd);
+        const char *eq = strchr(s, '=');
+        size_t len = eq ? (size_t)(eq - s) : strlen(s);
+        opt *o = NULL;
+        for (opt *p = opts; p->name; p++)
+            if (strlen(p->name) == len && strncmp(p->name, s, len) == 0)
+                o = p;
+        for (opt *p = more; p && p->name; p++)
+            if (strlen(p->name) == len && strncmp(p->name, s, len) == 0)
+                o = p;
+        if (!o)
+            return qd_errf(e, QD_EINPUT, "qdb %s: unknown option '%.*s' (see qdb %s --help)", cmd, (int)len, s, cmd);
+        if (!o->has_arg) {
+            if (eq)
+                return qd_errf(e, QD_EINPUT, "qdb %s: option %s takes no value", cmd, o->name);
+            o->val = "";
+        } else if (eq) {
+            o->val = eq + 1;
+        } else if (i + 1 < argc) {
+            o->val = argv[++i];
+        } else {
+            return qd_errf(e, QD_EINPUT, "qdb %s: option %s needs a value", cmd, o->name);
+        }
+        if (o->has_arg) {
+            if (o->nvals == OPT_MAXVALS)
+                return qd_errf(e, QD_EINPUT, "qdb %s: option %s given more than %d times", cmd, o->name,
+                               OPT_MAXVALS);
+            o->vals[o->nvals++] = o->val;
+        }
+    }
+    return QD_OK;
+}
+
+int cli_parse_int(const char *cmd, const char *name, const char *s, long lo, long hi, long *out, qd_err *e)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno || v < lo || v > hi)
+        return qd_errf(e, QD_EINPUT, "qdb %s: %s must be an integer from %ld to %ld, got '%s'", cmd, name, lo, hi, s);
+    *out = v;
+    return QD_OK;
+}
+
+/* Print a JSON object on stdout and free it. */
+int cli_print_json(cJSON *j)
+{
+    char *s = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    if (!s)
+        return QD_EFAIL;
+    puts(s);
+    free(s);
+    return QD_OK;
+}
+
+int cli_progress(void *user, int64_t done, int64_t total)
+{
+    progress *p = user;
+    double el = qd_now_ms() / 1e3 - p->t0, rate = el > 0 ? done / el : 0;
+    int w = 30, fill = total ? (int)(w * done / total) : w;
+    fprintf(stderr, "\r[%.*s%*s] %lld/%lld  %.0f img/s  ETA %.0fs ", fill, "##############################",
+            w - fill, "", (long long)done, (long long)total, rate, rate > 0 ? (total - done) / rate : 0);
+    if (done == total)
+        fputc('\n', stderr);
+    return 0;
+}
+
+int cli_quant_given(const opt *q)
+{
+    for (int i = 0; i < Q__N; i++)
+        if (q[i].val)
+            return 1;
+    return 0;
+}
+
+/* Fill o from the parsed quantization options. data_spec is the command's
+ * --data (or NULL): Fashion-MNIST calibrates on its training split, other
+ * data on itself. */
+int cli_quant_setup(const char *cmd, const opt *q, const char *data_spec, long seed, long threads, long batch,
+                       const qd_data_opts *dopt, qd_qsetup *o, qd_err *e)
+{
+    memset(o, 0, sizeof *o);
+    long calib = 1000;
+    if (q[Q_CALIB].val && cli_parse_int(cmd, "--calib", q[Q_CALIB].val, 1, 1L << 40, &calib, e))
+        return e->code;
+    if (q[Q_PC].val && q[Q_PT].val)
+        return qd_errf(e, QD_EINPUT, "qdb %s: --per-channel and --per-tensor contradict each other", cmd);
+    int wb, ab;
+    if (q[Q_QUANT].val && qd_qsetup_parse_quant(q[Q_QUANT].val, &wb, &ab, e))
+        return qd_err_prefix(e, "qdb %s", cmd), e->code;
+    qd_range_method rm;
+    if (q[Q_RANGE].val && qd_range_parse(q[Q_RANGE].val, &rm, NULL, e))
+        return qd_err_prefix(e, "qdb %s: --range", cmd), e->code;
+    o->quant = q[Q_QUANT].val;
+    o->per_channel = q[Q_PC].val ? 1 : q[Q_PT].val ? 0 : -1;
+    o->range = q[Q_RANGE].val;
+    o->calib = calib;
+    o->calib_data = q[Q_CALIBDATA].val;
+    if (!o->calib_data && data_spec && strncmp(data_spec, "fashion-mnist", 13) != 0)
+        o->calib_data = data_spec;
+    o->seed = (uint64_t)seed;
+    o->config = q[Q_CONFIG].val;
+    o->overrides = q[Q_OVERRIDES].val;
+    o->sets = q[Q_SET].vals;
+    o->nsets = q[Q_SET].nvals;
+    o->encodings = q[Q_ENC].val;
+    if (q[Q_BIAS].val) {
+        if (strcmp(q[Q_BIAS].val, "int32") != 0 && strcmp(q[Q_BIAS].val, "float") != 0)
+            return qd_errf(e, QD_EINPUT, "qdb %s: --bias '%s': expected int32 or float", cmd, q[Q_BIAS].val);
+        o->float_bias = !strcmp(q[Q_BIAS].val, "float");
+    }
+    o->nthreads = (int)threads;
+    o->batch = batch;
+    o->dopts = o->calib_data == data_spec ? dopt : NULL;
+    return QD_OK;
+}
+
+const char *cli_range_label(const qd_qsetup *o) { return o->range ? o->range : "sqnr"; }
+
+cJSON *cli_json_quant(const qd_qsetup *o, qd_sim *s, double calib_s)
+{
+    cJSON *j = cJSON_CreateObject();
+    qd_sim_counts c;
+    qd_sim_get_counts(s, &c);
+    cJSON_AddStringToObject(j, "quant", o->quant ? o->quant : "w8a8");
+    cJSON_AddBoolToObject(j, "per_channel", o->per_channel == 1);
+    cJSON_AddStringToObject(j, "range", cli_range_label(o));
+    cJSON_AddStringToObject(j, "config", o->config ? o->config : o->per_channel == 1 ? "per_channel" : "default");
+    cJSON_AddNumberToObject(j, "calib_images", (double)o->calib);
+    cJSON_AddNumberToObject(j, "calib_seconds", calib_s);
+    cJSON_AddNumberToObject(j, "input_quantizers", c.inputs);
+    cJSON_AddNumberToObject(j, "activation_quantizers", c.acts);
+    cJSON_AddNumberToObject(j, "param_quantizers", c.params);
+    cJSON_AddNumberToObject(j, "enabled_quantizers", c.enabled);
+    cJSON_AddNumberToObject(j, "int32_biases", c.int32_biases);
+    cJSON_AddNumberToObject(j, "bn_folded", c.bn_folded);
+    return j;
+}
+
+void cli_print_quant(const qd_qsetup *o, qd_sim *s, double calib_s)
+{
+    qd_sim_counts c;
+    qd_sim_get_counts(s, &c);
+    printf("quant: %s, %s weights, range %s, config %s\n", o->quant ? o->quant : "w8a8",
+           o->per_channel == 1 ? "per-channel" : "per-tensor", cli_range_label(o),
+           o->config ? o->config : o->per_channel == 1 ? "per_channel" : "default");
+    printf("       %d quantizers (%d input, %d activation, %d param; %d enabled), %d int32 biases, "
+           "%d batch norms folded\n",
+           c.inputs + c.acts + c.params, c.inputs, c.acts, c.params, c.enabled, c.int32_biases, c.bn_folded);
+    if (o->encodings)
+        printf("       encodings from %s\n", o->encodings);
+    printf("calibration: %lld images of %s in %.2f s\n", (long long)o->calib,
+           o->calib_data ? o->calib_data : "fashion-mnist:train", calib_s);
+}
+
