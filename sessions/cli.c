@@ -413,9 +413,13 @@ static int eval_quant(const char *model, const qd_graph *g, qd_dataset *d, qd_ev
     qd_logits ref = {0};
     double calib_s = 0;
     int rc;
+    qd_qsetup_fixes fx = {0};
+    qs->fixes = &fx;
     qd_sim *s = qd_qsetup_build(model, qs, &calib_s, e);
-    if (!s)
+    if (!s) {
+        qd_qsetup_fixes_free(&fx);
         return e->code;
+    }
     pr.t0 = qd_now_ms() / 1e3;
     if ((rc = qd_logits_compute(g, d, &eo, &ref, e))) {
         qd_err_prefix(e, "%s (FP32)", model);
@@ -453,6 +457,7 @@ static int eval_quant(const char *model, const qd_graph *g, qd_dataset *d, qd_ev
     printf("output SQNR: %.2f dB\n", r.sqnr_db);
     printf("speed: %.0f images/s simulated, %.0f FP32 (%.2fx)\n", qps, fps, fps > 0 ? qps / fps : 0);
 out:
+    qd_qsetup_fixes_free(&fx);
     qd_logits_free(&ref);
     qd_sim_free(s);
     return rc;
@@ -552,16 +557,20 @@ out:
 /* ---- qdb sweep ---- */
 
 static const char sweep_help[] =
-    "usage: qdb sweep MODEL --data SPEC [--bits 8,6,4] [options]\n"
+    "usage: qdb sweep MODEL --data SPEC [--bits 8,6,4] [--act-bits N] [--fixes LIST] [options]\n"
     "Simulated accuracy at WnAn for each n, with per-tensor and per-channel\n"
     "weights, against one FP32 pass over the same images.\n"
     "  --bits LIST        bit-widths to try (default 8,6,4)\n"
+    "  --act-bits N       activations at N bits whatever the weights (WnAN)\n"
+    "  --fixes LIST       also with weight fixes, each a '+' list of cle, bc (empirical\n"
+    "                     bias correction), ada (AdaRound): e.g. none,cle,cle+bc,ada,cle+ada\n"
+    "                     (default none; --adaround-iters N applies to ada)\n"
     "  --data SPEC        evaluation set (as for qdb eval); --limit N --seed S\n"
     "  --range R --calib N --calib-data SPEC --config FILE --set '...'\n"
     "                     as for qdb eval (--config replaces the built-in configs)\n"
     "  --batch B --threads T\n"
-    "  --json             {model, data, images, fp32_accuracy, results: [{bits,\n"
-    "                     per_channel, accuracy, agreement, sqnr_db}, ...]}\n";
+    "  --json             {model, data, images, fp32_accuracy, results: [{bits, act_bits,\n"
+    "                     per_channel, fixes, accuracy, agreement, sqnr_db}, ...]}\n";
 
 static int cmd_sweep(int argc, char **argv, qd_err *e)
 {
@@ -569,8 +578,9 @@ static int cmd_sweep(int argc, char **argv, qd_err *e)
                   {.name = "--limit", .has_arg = 1}, {.name = "--seed", .has_arg = 1},
                   {.name = "--batch", .has_arg = 1}, {.name = "--threads", .has_arg = 1},
                   {.name = "--json", .has_arg = 0},  {.name = "--help", .has_arg = 0},
-                  {.name = "-h", .has_arg = 0},      {0}};
-    enum { DATA, BITS, LIMIT, SEED, BATCH, THREADS, JSON, HELP, H };
+                  {.name = "-h", .has_arg = 0},      {.name = "--act-bits", .has_arg = 1},
+                  {.name = "--fixes", .has_arg = 1}, {0}};
+    enum { DATA, BITS, LIMIT, SEED, BATCH, THREADS, JSON, HELP, H, ABITS, FIXES };
     opt qopts[] = QUANT_OPTS;
     args a;
     if (cli_parse2("sweep", argc, argv, opts, qopts, 1, &a, e))
@@ -581,10 +591,50 @@ static int cmd_sweep(int argc, char **argv, qd_err *e)
         return qd_errf(e, QD_EINPUT, "qdb sweep: give one MODEL (see qdb sweep --help)");
     if (!opts[DATA].val)
         return qd_errf(e, QD_EINPUT, "qdb sweep: --data SPEC is required (e.g. --data fashion-mnist)");
-    if (qopts[Q_QUANT].val || qopts[Q_PC].val || qopts[Q_PT].val || qopts[Q_ENC].val)
-        return qd_errf(e, QD_EINPUT, "qdb sweep: --quant, --per-channel, --per-tensor and --encodings are what "
-                                     "the sweep varies; use qdb eval for one setting");
-    long limit = -1, seed = 0, batch = 64, threads = 1;
+    if (qopts[Q_QUANT].val || qopts[Q_PC].val || qopts[Q_PT].val || qopts[Q_ENC].val || qopts[Q_CLE].val ||
+        qopts[Q_BC].val || qopts[Q_ADA].val)
+        return qd_errf(e, QD_EINPUT, "qdb sweep: --quant, --per-channel, --per-tensor, --encodings, --cle and "
+                                     "--bias-correct, --adaround are what the sweep varies (see --fixes); use qdb eval for "
+                                     "one setting");
+    long limit = -1, seed = 0, batch = 64, threads = 1, abits = 0;
+    if (opts[ABITS].val && cli_parse_int("sweep", "--act-bits", opts[ABITS].val, QD_BITS_MIN, QD_BITS_FLOAT, &abits, e))
+        return e->code;
+    if (abits > QD_BITS_MAX && abits != QD_BITS_FLOAT)
+        return qd_errf(e, QD_EINPUT, "qdb sweep: --act-bits must be %d..%d or 32, got %ld", QD_BITS_MIN, QD_BITS_MAX,
+                       abits);
+    /* fixes: bit 0 cle, bit 1 bias correction */
+    unsigned fixes[16];
+    char fixname[16][32];
+    int nfix = 0;
+    {
+        const char *p = opts[FIXES].val ? opts[FIXES].val : "none";
+        while (*p && nfix < 16) {
+            size_t n = strcspn(p, ",");
+            if (n == 0 || n >= sizeof fixname[0])
+                return qd_errf(e, QD_EINPUT, "qdb sweep: --fixes: empty or too long item in '%s'", opts[FIXES].val);
+            memcpy(fixname[nfix], p, n);
+            fixname[nfix][n] = 0;
+            unsigned f = 0;
+            char item[32];
+            memcpy(item, fixname[nfix], n + 1);
+            for (char *save = NULL, *t = strtok_r(item, "+", &save); t; t = strtok_r(NULL, "+", &save)) {
+                if (!strcmp(t, "cle"))
+                    f |= 1;
+                else if (!strcmp(t, "bc"))
+                    f |= 2;
+                else if (!strcmp(t, "ada"))
+                    f |= 4;
+                else if (strcmp(t, "none") != 0)
+                    return qd_errf(e, QD_EINPUT, "qdb sweep: --fixes: unknown fix '%s' (none, cle, bc, ada)", t);
+            }
+            fixes[nfix++] = f;
+            p += n;
+            if (*p == ',')
+                p++;
+        }
+        if (*p)
+            return qd_errf(e, QD_EINPUT, "qdb sweep: --fixes: at most 16 items");
+    }
     if ((opts[LIMIT].val && cli_parse_int("sweep", "--limit", opts[LIMIT].val, 1, 1L << 40, &limit, e)) ||
         (opts[SEED].val && cli_parse_int("sweep", "--seed", opts[SEED].val, 0, 1L << 62, &seed, e)) ||
         (opts[BATCH].val && cli_parse_int("sweep", "--batch", opts[BATCH].val, 1, 65536, &batch, e)) ||
@@ -633,17 +683,22 @@ static int cmd_sweep(int argc, char **argv, qd_err *e)
         printf("model: %s\ndata:  %s\n", a.pos[0], qd_data_describe(d));
         if (ref.labeled)
             printf("FP32 top-1: %.4f\n", fp32_top1 / n);
-        printf("%-7s %-12s %9s %10s %9s\n", "bits", "weights", "top-1", "agreement", "SQNR dB");
+        printf("%-7s %-12s %-10s %9s %10s %9s\n", "bits", "weights", "fixes", "top-1", "agreement", "SQNR dB");
     }
     for (int b = 0; b < nbits; b++)
-        for (int pc = 0; pc < 2; pc++) {
+        for (int pc = 0; pc < 2; pc++)
+        for (int fi = 0; fi < nfix; fi++) {
             char quant[32];
-            snprintf(quant, sizeof quant, "w%da%d", bits[b], bits[b]);
+            int ab = abits ? (int)abits : bits[b];
+            snprintf(quant, sizeof quant, "w%da%d", bits[b], ab);
             qd_qsetup qs;
             if ((rc = cli_quant_setup("sweep", qopts, opts[DATA].val, seed, threads, batch, NULL, &qs, e)))
                 goto out;
             qs.quant = quant;
             qs.per_channel = pc;
+            qs.cle = fixes[fi] & 1;
+            qs.bias_correct = fixes[fi] & 2 ? "empirical" : NULL;
+            qs.adaround = (fixes[fi] & 4) != 0;
             pr.t0 = qd_now_ms() / 1e3;
             qs.progress = eo.progress;
             qs.user = &pr;
@@ -662,14 +717,16 @@ static int cmd_sweep(int argc, char **argv, qd_err *e)
             }
             cJSON *o = cJSON_CreateObject();
             cJSON_AddNumberToObject(o, "bits", bits[b]);
+            cJSON_AddNumberToObject(o, "act_bits", ab);
             cJSON_AddBoolToObject(o, "per_channel", pc);
+            cJSON_AddStringToObject(o, "fixes", fixname[fi]);
             cJSON_AddItemToObject(o, "accuracy", r.labeled ? cJSON_CreateNumber(r.top1 / n) : cJSON_CreateNull());
             cJSON_AddNumberToObject(o, "agreement", r.agree / n);
             cJSON_AddItemToObject(o, "sqnr_db", isfinite(r.sqnr_db) ? cJSON_CreateNumber(r.sqnr_db) : cJSON_CreateNull());
             cJSON_AddItemToArray(res, o);
             if (!opts[JSON].val) {
-                printf("W%dA%-4d %-12s %9.4f %10.4f %9.2f\n", bits[b], bits[b], pc ? "per-channel" : "per-tensor",
-                       r.labeled ? r.top1 / n : NAN, r.agree / n, r.sqnr_db);
+                printf("W%dA%-4d %-12s %-10s %9.4f %10.4f %9.2f\n", bits[b], ab, pc ? "per-channel" : "per-tensor",
+                       fixname[fi], r.labeled ? r.top1 / n : NAN, r.agree / n, r.sqnr_db);
                 fflush(stdout);
             }
         }
@@ -767,6 +824,9 @@ static const command commands[] = {
     {"eval", cmd_eval, "accuracy over a dataset, FP32 or simulated quantized"},
     {"sweep", cmd_sweep, "simulated accuracy at several bit-widths, per-tensor and per-channel"},
     {"export", cmd_export, "AIMET encodings JSON or a QDQ ONNX model"},
+    {"cle", cli_cmd_cle, "cross-layer equalization: writes the equalized FP32 model"},
+    {"bias-correct", cli_cmd_bias_correct, "bias correction for a quantization: writes the corrected model"},
+    {"adaround", cli_cmd_adaround, "AdaRound for a quantization: writes the rounded model and encodings"},
 };
 
 static void usage(FILE *f)
@@ -775,7 +835,7 @@ static void usage(FILE *f)
                "usage: qdb COMMAND [ARGS...]     (qdb COMMAND --help for details)\n\ncommands:\n",
             QD_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-13s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nexit codes: 0 success, 1 failure while working, 2 bad input or usage\n");
 }
 

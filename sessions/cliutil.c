@@ -141,6 +141,16 @@ int cli_quant_setup(const char *cmd, const opt *q, const char *data_spec, long s
             return qd_errf(e, QD_EINPUT, "qdb %s: --bias '%s': expected int32 or float", cmd, q[Q_BIAS].val);
         o->float_bias = !strcmp(q[Q_BIAS].val, "float");
     }
+    o->cle = q[Q_CLE].val != NULL;
+    o->adaround = q[Q_ADA].val != NULL || q[Q_ADAIT].val != NULL;
+    long iters = 0;
+    if (q[Q_ADAIT].val && cli_parse_int(cmd, "--adaround-iters", q[Q_ADAIT].val, 1, 1000000, &iters, e))
+        return e->code;
+    o->adaround_iters = (int)iters;
+    o->bias_correct = q[Q_BC].val;
+    if (o->bias_correct && strcmp(o->bias_correct, "empirical") != 0 && strcmp(o->bias_correct, "analytic") != 0)
+        return qd_errf(e, QD_EINPUT, "qdb %s: --bias-correct '%s': expected empirical or analytic", cmd,
+                       o->bias_correct);
     o->nthreads = (int)threads;
     o->batch = batch;
     o->dopts = o->calib_data == data_spec ? dopt : NULL;
@@ -166,6 +176,29 @@ cJSON *cli_json_quant(const qd_qsetup *o, qd_sim *s, double calib_s)
     cJSON_AddNumberToObject(j, "enabled_quantizers", c.enabled);
     cJSON_AddNumberToObject(j, "int32_biases", c.int32_biases);
     cJSON_AddNumberToObject(j, "bn_folded", c.bn_folded);
+    const qd_qsetup_fixes *f = o->fixes;
+    if (f && f->cle_done) {
+        cJSON *c2 = cJSON_AddObjectToObject(j, "cle");
+        cJSON_AddNumberToObject(c2, "pairs", f->cle.pairs);
+        cJSON_AddNumberToObject(c2, "triplets", f->cle.triplets);
+        cJSON_AddNumberToObject(c2, "relu6_replaced", f->cle.relu6_replaced);
+        cJSON_AddNumberToObject(c2, "hba_channels", f->cle.hba_absorbed);
+        cJSON_AddNumberToObject(c2, "skipped", f->cle.nskipped);
+    }
+    if (f && f->bc_done) {
+        cJSON *b = cJSON_AddObjectToObject(j, "bias_correction");
+        cJSON_AddStringToObject(b, "mode", o->bias_correct);
+        cJSON_AddNumberToObject(b, "layers", f->bc.layers);
+        cJSON_AddNumberToObject(b, "skipped", f->bc.skipped);
+        cJSON_AddNumberToObject(b, "images", (double)f->bc.images);
+        cJSON_AddNumberToObject(b, "seconds", f->bc.seconds);
+    }
+    if (f && f->ada_done) {
+        cJSON *a = cJSON_AddObjectToObject(j, "adaround");
+        cJSON_AddNumberToObject(a, "layers", f->ada.nlayers);
+        cJSON_AddNumberToObject(a, "skipped", f->ada.skipped);
+        cJSON_AddNumberToObject(a, "seconds", f->ada.seconds);
+    }
     return j;
 }
 
@@ -181,6 +214,16 @@ void cli_print_quant(const qd_qsetup *o, qd_sim *s, double calib_s)
            c.inputs + c.acts + c.params, c.inputs, c.acts, c.params, c.enabled, c.int32_biases, c.bn_folded);
     if (o->encodings)
         printf("       encodings from %s\n", o->encodings);
+    const qd_qsetup_fixes *f = o->fixes;
+    if (f && f->cle_done)
+        printf("CLE: %d pairs, %d triplets equalized, %d ReLU6 -> ReLU, %d channels' high bias absorbed, "
+               "%d layers not equalized\n",
+               f->cle.pairs, f->cle.triplets, f->cle.relu6_replaced, f->cle.hba_absorbed, f->cle.nskipped);
+    if (f && f->bc_done)
+        printf("bias correction (%s): %d layers corrected, %d skipped, %.2f s\n", o->bias_correct, f->bc.layers,
+               f->bc.skipped, f->bc.seconds);
+    if (f && f->ada_done)
+        printf("AdaRound: %d layers, %d skipped, %.1f s\n", f->ada.nlayers, f->ada.skipped, f->ada.seconds);
     printf("calibration: %lld images of %s in %.2f s\n", (long long)o->calib,
            o->calib_data ? o->calib_data : "fashion-mnist:train", calib_s);
 }

@@ -44,12 +44,12 @@ int cli_progress(void *user, int64_t done, int64_t total);
 
 /* ---- the quantization options shared by eval, sweep, run and export ---- */
 
-enum { Q_QUANT, Q_PC, Q_PT, Q_RANGE, Q_CALIB, Q_CALIBDATA, Q_CONFIG, Q_SET, Q_OVERRIDES, Q_ENC, Q_BIAS, Q__N };
+enum { Q_QUANT, Q_PC, Q_PT, Q_RANGE, Q_CALIB, Q_CALIBDATA, Q_CONFIG, Q_SET, Q_OVERRIDES, Q_ENC, Q_BIAS, Q_CLE, Q_BC, Q_ADA, Q_ADAIT, Q__N };
 #define QUANT_OPTS                                                                                            \
     {                                                                                                         \
         {.name = "--quant", .has_arg = 1}, {.name = "--per-channel", .has_arg = 0}, {.name = "--per-tensor", .has_arg = 0}, {.name = "--range", .has_arg = 1},    \
             {.name = "--calib", .has_arg = 1}, {.name = "--calib-data", .has_arg = 1}, {.name = "--config", .has_arg = 1}, {.name = "--set", .has_arg = 1},       \
-            {.name = "--overrides", .has_arg = 1}, {.name = "--encodings", .has_arg = 1}, {.name = "--bias", .has_arg = 1}, { 0 }                                         \
+            {.name = "--overrides", .has_arg = 1}, {.name = "--encodings", .has_arg = 1}, {.name = "--bias", .has_arg = 1}, {.name = "--cle", .has_arg = 0}, {.name = "--bias-correct", .has_arg = 1}, {.name = "--adaround", .has_arg = 0}, {.name = "--adaround-iters", .has_arg = 1}, { 0 }                                         \
     }
 
 #define QUANT_HELP                                                                                            \
@@ -67,7 +67,14 @@ enum { Q_QUANT, Q_PC, Q_PT, Q_RANGE, Q_CALIB, Q_CALIBDATA, Q_CONFIG, Q_SET, Q_OV
     "                     granularity=tensor|channel range=R min=F max=F  (repeatable, applied in order)\n"     \
     "  --encodings FILE   import AIMET encodings (0.6.1 or 1.0.0) and freeze them\n"                      \
     "  --bias int32|float biases of quantized Conv/Gemm as int32 on the grid s_in*s_w, as integer\n"       \
-    "                     kernels hold them (default), or left in FP32 (as AIMET's sim does)\n"
+    "                     kernels hold them (default), or left in FP32 (as AIMET's sim does)\n"    \
+    "fixes for weight quantization (AIMET white paper ch. 4), applied in this order:\n"                    \
+    "  --cle              cross-layer equalization of the FP32 model first (ReLU6 -> ReLU between\n"     \
+    "                     equalized layers, high-bias absorption)\n"                                      \
+    "  --bias-correct M   empirical (on 512 of the calibration images) or analytic (from the BNs)\n"     \
+    "  --adaround         learn each Conv/Gemm weight's rounding (Nagel et al. 2020) on the\n"          \
+    "                     calibration images; the weight encodings are then frozen\n"                   \
+    "  --adaround-iters N Adam steps per layer (default 500)\n"
 
 /* Whether any quantization option was given. */
 int cli_quant_given(const opt *q);
@@ -80,5 +87,10 @@ const char *cli_range_label(const qd_qsetup *o);
 /* The "sim" object of --json output, and the same as text. */
 cJSON *cli_json_quant(const qd_qsetup *o, qd_sim *s, double calib_s);
 void cli_print_quant(const qd_qsetup *o, qd_sim *s, double calib_s);
+
+/* Commands of cli_fix.c (the table is in cli.c). */
+int cli_cmd_cle(int argc, char **argv, qd_err *e);
+int cli_cmd_bias_correct(int argc, char **argv, qd_err *e);
+int cli_cmd_adaround(int argc, char **argv, qd_err *e);
 
 #endif

@@ -28,8 +28,32 @@ int qd_qsetup_parse_quant(const char *s, int *wbits, int *abits, qd_err *e)
     return QD_OK;
 }
 
+void qd_qsetup_fixes_free(qd_qsetup_fixes *f)
+{
+    if (!f)
+        return;
+    qd_cle_report_free(&f->cle);
+    qd_bc_report_free(&f->bc);
+    qd_adaround_report_free(&f->ada);
+    memset(f, 0, sizeof *f);
+}
+
+static int bc_mode_parse(const char *s, qd_bc_mode *m, qd_err *e)
+{
+    if (!strcmp(s, "empirical"))
+        *m = QD_BC_EMPIRICAL;
+    else if (!strcmp(s, "analytic"))
+        *m = QD_BC_ANALYTIC;
+    else
+        return qd_errf(e, QD_EINPUT, "--bias-correct '%s': expected empirical or analytic", s);
+    return QD_OK;
+}
+
 qd_sim *qd_qsetup_build(const char *model, const qd_qsetup *o, double *calib_s, qd_err *e)
 {
+    qd_bc_mode bcm = QD_BC_EMPIRICAL;
+    if (o->bias_correct && bc_mode_parse(o->bias_correct, &bcm, e))
+        return NULL;
     int wbits = 8, abits = 8;
     qd_range_method rm = QD_RANGE_SQNR;
     double pct = 99.99;
@@ -60,8 +84,22 @@ qd_sim *qd_qsetup_build(const char *model, const qd_qsetup *o, double *calib_s, 
         qd_qcfg_clear(&cfg);
         return NULL;
     }
+    qd_cle_report cle_local = {0}, *cr = o->fixes ? &o->fixes->cle : &cle_local;
+    if (o->cle) {
+        int crc = qd_cle(g, o->cle_opts, cr, e);
+        if (o->fixes)
+            o->fixes->cle_done = !crc;
+        else
+            qd_cle_report_free(&cle_local);
+        if (crc) {
+            qd_qcfg_clear(&cfg);
+            qd_graph_free(g);
+            return qd_err_prefix(e, "%s: cross-layer equalization", model), NULL;
+        }
+    }
     qd_sim_opts so = {.cfg = &cfg, .act_bits = abits, .param_bits = wbits, .range = rm, .pct = pct,
                       .per_channel = o->per_channel, .nthreads = o->nthreads, .float_bias = o->float_bias};
+    qd_dataset *d = NULL;
     qd_sim *s = qd_sim_new(g, &so, e);
     qd_qcfg_clear(&cfg);
     if (!s)
@@ -92,23 +130,63 @@ qd_sim *qd_qsetup_build(const char *model, const qd_qsetup *o, double *calib_s, 
                 q->set.scheme.bits != QD_BITS_FLOAT;
     }
     const char *spec = o->calib_data ? o->calib_data : "fashion-mnist:train";
+    int64_t ncal = o->calib > 0 ? o->calib : 1000;
     double t0 = qd_now_ms();
-    if (need) {
-        qd_dataset *d = qd_data_open(spec, o->dopts, e);
-        if (!d || qd_data_limit(d, o->calib > 0 ? o->calib : 1000, o->seed, e) ||
-            qd_sim_calibrate(s, d, o->batch > 0 ? o->batch : 64, o->progress, o->user, e)) {
-            qd_data_free(d);
+    if (need || (o->bias_correct && bcm == QD_BC_EMPIRICAL) || o->adaround) {
+        d = qd_data_open(spec, o->dopts, e);
+        if (!d || qd_data_limit(d, ncal, o->seed, e)) {
             qd_err_prefix(e, "calibrating on %s", spec);
             goto fail;
         }
-        qd_data_free(d);
-    } else if (qd_sim_update(s, e)) { /* params only: no images needed */
+    }
+    if (need ? qd_sim_calibrate(s, d, o->batch > 0 ? o->batch : 64, o->progress, o->user, e)
+             : qd_sim_update(s, e)) { /* params only: no images needed */
+        qd_err_prefix(e, "calibrating on %s", spec);
         goto fail;
     }
     if (calib_s)
         *calib_s = (qd_now_ms() - t0) / 1e3;
+    if (o->bias_correct) {
+        int64_t nb = o->bc_images > 0 ? o->bc_images : 512;
+        qd_bc_report bl = {0}, *br = o->fixes ? &o->fixes->bc : &bl;
+        int brc = qd_bias_correct(s, bcm, d, nb < ncal ? nb : ncal, o->batch > 0 ? o->batch : 64, br, e);
+        if (o->fixes)
+            o->fixes->bc_done = !brc;
+        else
+            qd_bc_report_free(&bl);
+        if (brc) {
+            qd_err_prefix(e, "%s bias correction", qd_bc_mode_name(bcm));
+            goto fail;
+        }
+    }
+    if (o->adaround) {
+        qd_adaround_opts ao;
+        qd_adaround_defaults(&ao);
+        if (o->adaround_iters > 0)
+            ao.iterations = o->adaround_iters;
+        ao.nthreads = o->nthreads > 0 ? o->nthreads : 1;
+        ao.seed = o->seed + 1;
+        qd_adaround_report al = {0}, *ar = o->fixes ? &o->fixes->ada : &al;
+        int arc = qd_adaround(s, d, &ao, NULL, NULL, ar, e);
+        if (o->fixes)
+            o->fixes->ada_done = !arc;
+        else
+            qd_adaround_report_free(&al);
+        if (arc) {
+            qd_err_prefix(e, "AdaRound");
+            goto fail;
+        }
+    }
+    /* the activations move with the biases and weights */
+    if ((o->bias_correct || o->adaround) && need &&
+        qd_sim_calibrate(s, d, o->batch > 0 ? o->batch : 64, o->progress, o->user, e)) {
+        qd_err_prefix(e, "calibrating on %s", spec);
+        goto fail;
+    }
+    qd_data_free(d);
     return s;
 fail:
+    qd_data_free(d);
     qd_sim_free(s);
     return NULL;
 }

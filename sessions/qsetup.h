@@ -6,9 +6,24 @@
 
 #include <stdint.h>
 
+#include "adaround.h"
+#include "biascorr.h"
+#include "cle.h"
 #include "data.h"
 #include "eval.h"
 #include "sim.h"
+
+/* What the weight fixes did (qd_qsetup.fixes), for reports. */
+typedef struct qd_qsetup_fixes {
+    int cle_done;
+    qd_cle_report cle;        /* when cle_done */
+    int bc_done;
+    qd_bc_report bc;          /* when bc_done */
+    int ada_done;
+    qd_adaround_report ada;   /* when ada_done */
+    double fp32_change;       /* unused by qsetup; callers may record the FP32 effect of CLE */
+} qd_qsetup_fixes;
+void qd_qsetup_fixes_free(qd_qsetup_fixes *f);
 
 typedef struct qd_qsetup {
     const char *quant;        /* "w8a8", "w4a8", "w8a16"...; NULL = w8a8 */
@@ -23,6 +38,14 @@ typedef struct qd_qsetup {
     int nsets;
     const char *encodings;    /* AIMET encodings file to import and freeze, or NULL */
     int float_bias;           /* 1: biases stay FP32 (qd_sim_opts.float_bias) */
+    /* weight fixes (AIMET white paper ch. 4), in this order: */
+    int cle;                  /* cross-layer equalization of the FP32 graph (qd_cle defaults) */
+    const qd_cle_opts *cle_opts; /* NULL = defaults */
+    const char *bias_correct; /* "empirical" or "analytic" after calibration, or NULL */
+    int64_t bc_images;        /* empirical: calibration images used (0 = 512, at most --calib) */
+    int adaround;             /* AdaRound the Conv/Gemm weights (after bias correction), encodings frozen */
+    int adaround_iters;       /* Adam steps per layer; 0 = qd_adaround's default */
+    qd_qsetup_fixes *fixes;   /* filled when not NULL (free with qd_qsetup_fixes_free) */
     int nthreads;
     int64_t batch;
     const qd_data_opts *dopts;/* preprocessing of the calibration data (NULL = defaults) */
@@ -33,8 +56,10 @@ typedef struct qd_qsetup {
 /* "wNaM" (N, M in 2..16 or 32) -> bit-widths; QD_EINPUT naming s. */
 int qd_qsetup_parse_quant(const char *s, int *wbits, int *abits, qd_err *e);
 
-/* Load model, build the sim, apply config, overrides, encodings, then
- * calibrate what is not frozen. *calib_s (may be NULL) gets the calibration
+/* Load model, equalize it (cle), build the sim, apply config, overrides,
+ * encodings, then calibrate what is not frozen; then correct biases and
+ * AdaRound the weights, and calibrate the activations again (they
+ * move with the biases and weights). *calib_s (may be NULL) gets the calibration
  * wall time in seconds. Errors name the file or option at fault. */
 qd_sim *qd_qsetup_build(const char *model, const qd_qsetup *o, double *calib_s, qd_err *e);
 
