@@ -42,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fastmath.h"
 #include "kernels_conv.h"
 #include "ops.h"
 #include "pool.h"
@@ -101,32 +102,6 @@ typedef struct ar {
 } ar;
 
 /* ------------------------------------------------------------ small math */
-
-static inline float bits_f(int32_t i) { float f; memcpy(&f, &i, sizeof f); return f; }
-static inline int32_t f_bits(float f) { int32_t i; memcpy(&i, &f, sizeof i); return i; }
-
-/* expf without branches or calls, so that loops using it vectorize (the
- * same as op_math.c's fast_expf: Cody-Waite reduction, Cephes polynomial,
- * 2^k in two halves; within 2 ulp of libm). */
-static inline float fast_expf(float x)
-{
-    const float lo = -103.972084045410f, hi = 88.7228393554688f, magic = 12582912.0f;
-    float xc = x < lo ? lo : x > hi ? hi : x;
-    float t = xc * 1.44269504088896341f + magic;
-    float k = t - magic;
-    uint32_t ki = (uint32_t)f_bits(t) - (uint32_t)f_bits(magic);
-    float r = xc - k * 0.693359375f - k * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    float y = p * r * r + r + 1.0f;
-    uint32_t k1 = (uint32_t)((int32_t)ki >> 1), k2 = ki - k1;
-    y = y * bits_f((int32_t)((k1 + 127) << 23)) * bits_f((int32_t)((k2 + 127) << 23));
-    return x < lo ? 0.0f : y;
-}
 
 /* logf for normal positive x, branch-free (Cephes logf: x = m 2^e with m in
  * [sqrt(1/2), sqrt(2)), log(m) by a degree-9 polynomial in m - 1). */
@@ -238,33 +213,6 @@ static int check_opts(const qd_adaround_opts *o, qd_err *e)
 
 static int active(const qd_quantizer *q) { return q->set.enabled && q->set.scheme.bits != QD_BITS_FLOAT; }
 
-/* Clamp of a Relu or constant Clip node, 0 when n is neither. */
-static int act_clamp(const qd_graph *g, const qd_node *n, float *lo, float *hi)
-{
-    *lo = -INFINITY;
-    *hi = INFINITY;
-    if (!strcmp(n->op_type, "Relu")) {
-        *lo = 0;
-        return 1;
-    }
-    if (strcmp(n->op_type, "Clip"))
-        return 0;
-    if (n->opset < 11) {
-        *lo = qd_attr_float(n, "min", -INFINITY);
-        *hi = qd_attr_float(n, "max", INFINITY);
-        return 1;
-    }
-    for (int j = 1; j < 3 && j < n->nin; j++) {
-        if (!qd_node_has_input(n, j))
-            continue;
-        const qd_tensor *t = qd_node_const_input(g, n, j);
-        if (!t || t->dtype != QD_F32 || qd_tensor_numel(t) != 1)
-            return 0;
-        *(j == 1 ? lo : hi) = *(const float *)t->data;
-    }
-    return 1;
-}
-
 /* The eligible weights, in node order. */
 static int find_layers(ar *a, int *skipped, qd_err *e)
 {
@@ -312,7 +260,7 @@ static int find_layers(ar *a, int *skipped, qd_err *e)
         int c = qd_graph_sole_consumer(g, uses, n->out[0]);
         float lo, hi;
         if (c >= 0 && g->nodes[c].nin > 0 && g->nodes[c].in[0] == n->out[0] &&
-            act_clamp(g, &g->nodes[c], &lo, &hi)) {
+            qd_act_bounds(g, &g->nodes[c], &lo, &hi)) {
             l->lo = lo > l->lo ? lo : l->lo;
             l->hi = hi < l->hi ? hi : l->hi;
         }

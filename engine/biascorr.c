@@ -517,24 +517,9 @@ out:
  * neither. */
 static int act_bounds(const qd_graph *g, const qd_node *n, double *lo, double *hi)
 {
-    double a = -INFINITY, b = INFINITY;
-    if (is_op(n, "Relu")) {
-        a = 0;
-    } else if (!is_op(n, "Clip")) {
+    float a, b;
+    if (!qd_act_bounds(g, n, &a, &b))
         return 0;
-    } else if (n->opset < 11) {
-        a = qd_attr_float(n, "min", -INFINITY);
-        b = qd_attr_float(n, "max", INFINITY);
-    } else {
-        for (int j = 1; j < 3 && j < n->nin; j++) {
-            if (!qd_node_has_input(n, j))
-                continue;
-            const qd_tensor *t = qd_node_const_input(g, n, j);
-            if (!t || t->dtype != QD_F32 || qd_tensor_numel(t) != 1)
-                return 0;
-            *(j == 1 ? &a : &b) = *(const float *)t->data;
-        }
-    }
     *lo = fmax(*lo, a);
     *hi = fmin(*hi, b);
     return 1;

@@ -134,27 +134,6 @@ static int layer_init(const qd_graph *g, const int *uses, int ni, layer *L)
     return 1;
 }
 
-/* Clip node r's bounds (absent: +-inf); 0 when they are not constants. */
-static int clip_bounds(const qd_graph *g, const qd_node *r, float *lo, float *hi)
-{
-    *lo = -INFINITY;
-    *hi = INFINITY;
-    if (r->opset < 11) {
-        *lo = qd_attr_float(r, "min", -INFINITY);
-        *hi = qd_attr_float(r, "max", INFINITY);
-        return 1;
-    }
-    for (int j = 1; j < 3 && j < r->nin; j++) {
-        if (!qd_node_has_input(r, j))
-            continue;
-        const qd_tensor *t = qd_node_const_input(g, r, j);
-        if (!t || t->dtype != QD_F32 || qd_tensor_numel(t) != 1)
-            return 0;
-        *(j == 1 ? lo : hi) = *(const float *)t->data;
-    }
-    return 1;
-}
-
 /* A clamp [lo, hi] as an activation: ACT_RELU, ACT_NONE, 6 for ReLU6, -1
  * when positive scaling does not commute with it. */
 static int clamp_kind(float lo, float hi)
@@ -179,7 +158,7 @@ static int act_kind(const qd_graph *g, const qd_node *k, char *why, size_t n)
     if (!is_op(k, "Clip"))
         return -2;
     float lo, hi;
-    if (!clip_bounds(g, k, &lo, &hi)) {
+    if (!qd_act_bounds(g, k, &lo, &hi)) {
         snprintf(why, n, "followed by Clip '%s' with bounds that are not constants", k->name);
         return -1;
     }

@@ -265,22 +265,9 @@ static int fold_bn_forward(qd_graph *g, int bi, int ci, const int *uses, unsigne
 static int fuse_clip(qd_graph *g, int ci, int ri)
 {
     qd_node *c = &g->nodes[ci], *r = &g->nodes[ri];
-    float lo = -INFINITY, hi = INFINITY;
-    if (strcmp(r->op_type, "Relu") == 0) {
-        lo = 0.0f;
-    } else if (r->opset < 11) {
-        lo = qd_attr_float(r, "min", -INFINITY);
-        hi = qd_attr_float(r, "max", INFINITY);
-    } else {
-        for (int j = 1; j < 3 && j < r->nin; j++) {
-            if (!qd_node_has_input(r, j))
-                continue;
-            const qd_tensor *t = qd_node_const_input(g, r, j);
-            if (!t || t->dtype != QD_F32 || qd_tensor_numel(t) != 1)
-                return 0;
-            *(j == 1 ? &lo : &hi) = *(const float *)t->data;
-        }
-    }
+    float lo, hi;
+    if (!qd_act_bounds(g, r, &lo, &hi))
+        return 0;
     if (r->nin < 1 || r->nout != 1 || (c->fused_clip && (lo > c->clip_hi || hi < c->clip_lo)))
         return 0;
     if (c->fused_clip) { /* clamps compose by intersection */

@@ -1,6 +1,7 @@
 /* graph.c - graph ownership, value lookup and attribute getters. */
 #include "graph.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -146,4 +147,29 @@ int qd_graph_sole_consumer(const qd_graph *g, const int *uses, int v)
             if (g->nodes[i].in[j] == v)
                 return i;
     return -1; /* a graph output */
+}
+
+int qd_act_bounds(const qd_graph *g, const qd_node *n, float *lo, float *hi)
+{
+    float a = -INFINITY, b = INFINITY;
+    if (!strcmp(n->op_type, "Relu")) {
+        a = 0.0f;
+    } else if (strcmp(n->op_type, "Clip") != 0) {
+        return 0;
+    } else if (n->opset < 11) {
+        a = qd_attr_float(n, "min", -INFINITY);
+        b = qd_attr_float(n, "max", INFINITY);
+    } else {
+        for (int j = 1; j < 3 && j < n->nin; j++) {
+            if (!qd_node_has_input(n, j))
+                continue;
+            const qd_tensor *t = qd_node_const_input(g, n, j);
+            if (!t || t->dtype != QD_F32 || qd_tensor_numel(t) != 1)
+                return 0;
+            *(j == 1 ? &a : &b) = *(const float *)t->data;
+        }
+    }
+    *lo = a;
+    *hi = b;
+    return 1;
 }

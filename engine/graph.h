@@ -115,6 +115,11 @@ const char *qd_attr_str(const qd_node *n, const char *name, const char *def);
 /* ints attribute: returns count (0 when absent) and sets *v (borrowed). */
 int qd_attr_ints(const qd_node *n, const char *name, const int64_t **v);
 int qd_attr_floats(const qd_node *n, const char *name, const float **v);
+/* The clamp an activation node applies: Relu [0, +inf), Clip [min, max]
+ * from its constant inputs (opset >= 11) or attributes (absent: +-inf).
+ * Returns 0 (lo, hi untouched) when n is neither, or a Clip whose bounds
+ * are not float32 scalar constants. */
+int qd_act_bounds(const qd_graph *g, const qd_node *n, float *lo, float *hi);
 
 /* Input i of node n as a constant tensor, or NULL when the input is absent or
  * not constant (borrowed from the graph). */
