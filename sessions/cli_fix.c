@@ -228,7 +228,7 @@ static int save_fixed(qd_sim *s, const char *out, const char *enc, qd_err *e)
     return rc;
 }
 
-/* ---- qdb bias-correct ---- */
+/* ---- qdb bias-correct, qdb adaround ---- */
 
 static const char bc_help[] =
     "usage: qdb bias-correct MODEL [quantization options] [--mode empirical|analytic] -o OUT.onnx\n"
@@ -243,92 +243,6 @@ static const char bc_help[] =
     "  --encodings-out F  also write the sim's AIMET encodings (0.6.1)\n"
     "  --seed S --threads T --batch B --json\n" QUANT_HELP;
 
-int cli_cmd_bias_correct(int argc, char **argv, qd_err *e)
-{
-    opt opts[] = {{.name = "-o", .has_arg = 1},         {.name = "--output", .has_arg = 1},
-                  {.name = "--mode", .has_arg = 1},     {.name = "--images", .has_arg = 1},
-                  {.name = "--encodings-out", .has_arg = 1}, {.name = "--seed", .has_arg = 1},
-                  {.name = "--threads", .has_arg = 1},  {.name = "--batch", .has_arg = 1},
-                  {.name = "--json", .has_arg = 0},     {.name = "--help", .has_arg = 0},
-                  {.name = "-h", .has_arg = 0},         {0}};
-    enum { O, OUTPUT, MODE, IMAGES, ENCOUT, SEED, THREADS, BATCH, JSON, HELP, H };
-    opt qopts[] = QUANT_OPTS;
-    args a;
-    if (cli_parse2("bias-correct", argc, argv, opts, qopts, 1, &a, e))
-        return e->code;
-    if (opts[HELP].val || opts[H].val)
-        return fputs(bc_help, stdout), QD_OK;
-    if (a.npos != 1)
-        return qd_errf(e, QD_EINPUT, "qdb bias-correct: give one MODEL (see qdb bias-correct --help)");
-    const char *out = opts[O].val ? opts[O].val : opts[OUTPUT].val;
-    if (!out)
-        return qd_errf(e, QD_EINPUT, "qdb bias-correct: -o OUT.onnx is required");
-    if (qopts[Q_BC].val)
-        return qd_errf(e, QD_EINPUT, "qdb bias-correct: use --mode, not --bias-correct");
-    long images = 512, seed = 0, threads = 1, batch = 64;
-    if ((opts[IMAGES].val && cli_parse_int("bias-correct", "--images", opts[IMAGES].val, 1, 1L << 40, &images, e)) ||
-        (opts[SEED].val && cli_parse_int("bias-correct", "--seed", opts[SEED].val, 0, 1L << 62, &seed, e)) ||
-        (opts[THREADS].val && cli_parse_int("bias-correct", "--threads", opts[THREADS].val, 1, 64, &threads, e)) ||
-        (opts[BATCH].val && cli_parse_int("bias-correct", "--batch", opts[BATCH].val, 1, 65536, &batch, e)))
-        return e->code;
-    qd_qsetup qs;
-    if (cli_quant_setup("bias-correct", qopts, NULL, seed, threads, batch, NULL, &qs, e))
-        return e->code;
-    qs.bias_correct = opts[MODE].val ? opts[MODE].val : "empirical";
-    if (strcmp(qs.bias_correct, "empirical") != 0 && strcmp(qs.bias_correct, "analytic") != 0)
-        return qd_errf(e, QD_EINPUT, "qdb bias-correct: --mode '%s': expected empirical or analytic", qs.bias_correct);
-    qs.bc_images = images;
-    if (qs.calib < images)
-        qs.calib = images;
-    qd_qsetup_fixes fx = {0};
-    qs.fixes = &fx;
-    progress pr = {qd_now_ms() / 1e3, isatty(2)};
-    qs.progress = pr.tty ? cli_progress : NULL;
-    qs.user = &pr;
-    double calib_s = 0;
-    qd_sim *s = qd_qsetup_build(a.pos[0], &qs, &calib_s, e);
-    int rc = s ? save_fixed(s, out, opts[ENCOUT].val, e) : e->code;
-    if (!rc) {
-        if (opts[JSON].val) {
-            cJSON *j = cJSON_CreateObject();
-            cJSON_AddStringToObject(j, "model", a.pos[0]);
-            cJSON_AddStringToObject(j, "output", out);
-            cJSON_AddItemToObject(j, "sim", cli_json_quant(&qs, s, calib_s));
-            cJSON *ls = cJSON_AddArrayToObject(j, "layers");
-            const qd_graph *g = qd_sim_graph(s);
-            for (int i = 0; i < fx.bc.n; i++) {
-                const qd_bc_layer *l = &fx.bc.per_layer[i];
-                cJSON *o = cJSON_CreateObject();
-                cJSON_AddStringToObject(o, "name", g->nodes[l->node].name);
-                cJSON_AddBoolToObject(o, "corrected", l->corrected);
-                if (l->why)
-                    cJSON_AddStringToObject(o, "skipped", l->why);
-                cJSON_AddNumberToObject(o, "mean_abs_shift", l->mean_abs_shift);
-                cJSON_AddNumberToObject(o, "max_abs_shift", l->max_abs_shift);
-                cJSON_AddItemToArray(ls, o);
-            }
-            rc = cli_print_json(j);
-        } else {
-            printf("model: %s -> %s\n", a.pos[0], out);
-            cli_print_quant(&qs, s, calib_s);
-            const qd_graph *g = qd_sim_graph(s);
-            printf("%-44s %12s %12s\n", "layer", "mean |db|", "max |db|");
-            for (int i = 0; i < fx.bc.n; i++) {
-                const qd_bc_layer *l = &fx.bc.per_layer[i];
-                if (l->corrected)
-                    printf("%-44.44s %12.4g %12.4g\n", g->nodes[l->node].name, l->mean_abs_shift, l->max_abs_shift);
-                else
-                    printf("%-44.44s skipped: %s\n", g->nodes[l->node].name, l->why ? l->why : "");
-            }
-        }
-    }
-    qd_qsetup_fixes_free(&fx);
-    qd_sim_free(s);
-    return rc;
-}
-
-/* ---- qdb adaround ---- */
-
 static const char ada_help[] =
     "usage: qdb adaround MODEL [quantization options] -o OUT.onnx --encodings-out ENC.json\n"
     "AdaRound (Nagel et al. 2020; white paper 4.6) for the given quantization:\n"
@@ -340,38 +254,99 @@ static const char ada_help[] =
     "  --iterations N     Adam steps per layer (default 500)\n"
     "  --seed S --threads T --batch B --json\n" QUANT_HELP;
 
-int cli_cmd_adaround(int argc, char **argv, qd_err *e)
+/* Per-layer report lines of either fix, as JSON (j != NULL) or text. */
+static void report_layers(const qd_graph *g, const qd_qsetup_fixes *fx, int ada, cJSON *j)
+{
+    cJSON *ls = j ? cJSON_AddArrayToObject(j, "layers") : NULL;
+    if (!j && ada)
+        printf("%-44s %9s %8s %12s %12s %8s\n", "layer", "weights", "seconds", "MSE nearest", "MSE AdaRound",
+               "flipped");
+    else if (!j)
+        printf("%-44s %12s %12s\n", "layer", "mean |db|", "max |db|");
+    int n = ada ? fx->ada.nlayers : fx->bc.n;
+    for (int i = 0; i < n; i++) {
+        const qd_adaround_layer *al = ada ? &fx->ada.layers[i] : NULL;
+        const qd_bc_layer *bl = ada ? NULL : &fx->bc.per_layer[i];
+        const char *name = g->nodes[ada ? al->node : bl->node].name;
+        if (j) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "name", name);
+            if (ada) {
+                cJSON_AddNumberToObject(o, "weights", (double)al->weights);
+                cJSON_AddNumberToObject(o, "seconds", al->seconds);
+                cJSON_AddNumberToObject(o, "mse_nearest", al->loss_nearest);
+                cJSON_AddNumberToObject(o, "mse_adaround", al->loss_adaround);
+                cJSON_AddNumberToObject(o, "flipped", al->frac_flipped);
+                cJSON_AddBoolToObject(o, "kept_nearest", al->kept_nearest);
+            } else {
+                cJSON_AddBoolToObject(o, "corrected", bl->corrected);
+                if (bl->why)
+                    cJSON_AddStringToObject(o, "skipped", bl->why);
+                cJSON_AddNumberToObject(o, "mean_abs_shift", bl->mean_abs_shift);
+                cJSON_AddNumberToObject(o, "max_abs_shift", bl->max_abs_shift);
+            }
+            cJSON_AddItemToArray(ls, o);
+        } else if (ada) {
+            printf("%-44.44s %9lld %8.2f %12.4g %12.4g %7.1f%%%s\n", name, (long long)al->weights, al->seconds,
+                   al->loss_nearest, al->loss_adaround, 100 * al->frac_flipped,
+                   al->kept_nearest ? " (nearest kept)" : "");
+        } else if (bl->corrected) {
+            printf("%-44.44s %12.4g %12.4g\n", name, bl->mean_abs_shift, bl->max_abs_shift);
+        } else {
+            printf("%-44.44s skipped: %s\n", name, bl->why ? bl->why : "");
+        }
+    }
+}
+
+/* qdb bias-correct (ada = 0) and qdb adaround (ada = 1): the fix on a
+ * calibrated sim, then the fixed FP32 model (and encodings) written. */
+static int fix_command(const char *cmd, int ada, int argc, char **argv, qd_err *e)
 {
     opt opts[] = {{.name = "-o", .has_arg = 1},         {.name = "--output", .has_arg = 1},
-                  {.name = "--iterations", .has_arg = 1}, {.name = "--encodings-out", .has_arg = 1},
-                  {.name = "--seed", .has_arg = 1},     {.name = "--threads", .has_arg = 1},
-                  {.name = "--batch", .has_arg = 1},    {.name = "--json", .has_arg = 0},
-                  {.name = "--help", .has_arg = 0},     {.name = "-h", .has_arg = 0},
-                  {0}};
-    enum { O, OUTPUT, ITERS, ENCOUT, SEED, THREADS, BATCH, JSON, HELP, H };
+                  {.name = "--encodings-out", .has_arg = 1}, {.name = "--seed", .has_arg = 1},
+                  {.name = "--threads", .has_arg = 1},  {.name = "--batch", .has_arg = 1},
+                  {.name = "--json", .has_arg = 0},     {.name = "--help", .has_arg = 0},
+                  {.name = "-h", .has_arg = 0},
+                  /* bias-correct: --mode --images; adaround: --iterations */
+                  {.name = ada ? "--iterations" : "--mode", .has_arg = 1},
+                  {.name = ada ? NULL : "--images", .has_arg = 1}, {0}};
+    enum { O, OUTPUT, ENCOUT, SEED, THREADS, BATCH, JSON, HELP, H, MODE_ITERS, IMAGES };
     opt qopts[] = QUANT_OPTS;
     args a;
-    if (cli_parse2("adaround", argc, argv, opts, qopts, 1, &a, e))
+    if (cli_parse2(cmd, argc, argv, opts, qopts, 1, &a, e))
         return e->code;
     if (opts[HELP].val || opts[H].val)
-        return fputs(ada_help, stdout), QD_OK;
+        return fputs(ada ? ada_help : bc_help, stdout), QD_OK;
     if (a.npos != 1)
-        return qd_errf(e, QD_EINPUT, "qdb adaround: give one MODEL (see qdb adaround --help)");
+        return qd_errf(e, QD_EINPUT, "qdb %s: give one MODEL (see qdb %s --help)", cmd, cmd);
     const char *out = opts[O].val ? opts[O].val : opts[OUTPUT].val;
-    if (!out || !opts[ENCOUT].val)
-        return qd_errf(e, QD_EINPUT, "qdb adaround: -o OUT.onnx and --encodings-out ENC.json are required");
-    long iters = 0, seed = 0, threads = 1, batch = 64;
-    if ((opts[ITERS].val && cli_parse_int("adaround", "--iterations", opts[ITERS].val, 1, 1000000, &iters, e)) ||
-        (opts[SEED].val && cli_parse_int("adaround", "--seed", opts[SEED].val, 0, 1L << 62, &seed, e)) ||
-        (opts[THREADS].val && cli_parse_int("adaround", "--threads", opts[THREADS].val, 1, 64, &threads, e)) ||
-        (opts[BATCH].val && cli_parse_int("adaround", "--batch", opts[BATCH].val, 1, 65536, &batch, e)))
+    if (!out || (ada && !opts[ENCOUT].val))
+        return qd_errf(e, QD_EINPUT, "qdb %s: %s", cmd,
+                       ada ? "-o OUT.onnx and --encodings-out ENC.json are required" : "-o OUT.onnx is required");
+    if (!ada && qopts[Q_BC].val)
+        return qd_errf(e, QD_EINPUT, "qdb %s: use --mode, not --bias-correct", cmd);
+    long n = ada ? 0 : 512, seed = 0, threads = 1, batch = 64;
+    if ((!ada && opts[IMAGES].val && cli_parse_int(cmd, "--images", opts[IMAGES].val, 1, 1L << 40, &n, e)) ||
+        (ada && opts[MODE_ITERS].val && cli_parse_int(cmd, "--iterations", opts[MODE_ITERS].val, 1, 1000000, &n, e)) ||
+        (opts[SEED].val && cli_parse_int(cmd, "--seed", opts[SEED].val, 0, 1L << 62, &seed, e)) ||
+        (opts[THREADS].val && cli_parse_int(cmd, "--threads", opts[THREADS].val, 1, 64, &threads, e)) ||
+        (opts[BATCH].val && cli_parse_int(cmd, "--batch", opts[BATCH].val, 1, 65536, &batch, e)))
         return e->code;
     qd_qsetup qs;
-    if (cli_quant_setup("adaround", qopts, NULL, seed, threads, batch, NULL, &qs, e))
+    if (cli_quant_setup(cmd, qopts, NULL, seed, threads, batch, NULL, &qs, e))
         return e->code;
-    qs.adaround = 1;
-    if (iters)
-        qs.adaround_iters = (int)iters;
+    if (ada) {
+        qs.adaround = 1;
+        if (n) /* else --adaround-iters, or the default */
+            qs.adaround_iters = (int)n;
+    } else {
+        qs.bias_correct = opts[MODE_ITERS].val ? opts[MODE_ITERS].val : "empirical";
+        if (strcmp(qs.bias_correct, "empirical") != 0 && strcmp(qs.bias_correct, "analytic") != 0)
+            return qd_errf(e, QD_EINPUT, "qdb %s: --mode '%s': expected empirical or analytic", cmd, qs.bias_correct);
+        qs.bc_images = n;
+        if (qs.calib < n)
+            qs.calib = n;
+    }
     qd_qsetup_fixes fx = {0};
     qs.fixes = &fx;
     progress pr = {qd_now_ms() / 1e3, isatty(2)};
@@ -380,42 +355,26 @@ int cli_cmd_adaround(int argc, char **argv, qd_err *e)
     double calib_s = 0;
     qd_sim *s = qd_qsetup_build(a.pos[0], &qs, &calib_s, e);
     int rc = s ? save_fixed(s, out, opts[ENCOUT].val, e) : e->code;
-    if (!rc) {
-        const qd_graph *g = qd_sim_graph(s);
-        if (opts[JSON].val) {
-            cJSON *j = cJSON_CreateObject();
-            cJSON_AddStringToObject(j, "model", a.pos[0]);
-            cJSON_AddStringToObject(j, "output", out);
+    if (!rc && opts[JSON].val) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "model", a.pos[0]);
+        cJSON_AddStringToObject(j, "output", out);
+        if (opts[ENCOUT].val)
             cJSON_AddStringToObject(j, "encodings", opts[ENCOUT].val);
-            cJSON_AddItemToObject(j, "sim", cli_json_quant(&qs, s, calib_s));
-            cJSON *ls = cJSON_AddArrayToObject(j, "layers");
-            for (int i = 0; i < fx.ada.nlayers; i++) {
-                const qd_adaround_layer *l = &fx.ada.layers[i];
-                cJSON *o = cJSON_CreateObject();
-                cJSON_AddStringToObject(o, "name", g->nodes[l->node].name);
-                cJSON_AddNumberToObject(o, "weights", (double)l->weights);
-                cJSON_AddNumberToObject(o, "seconds", l->seconds);
-                cJSON_AddNumberToObject(o, "mse_nearest", l->loss_nearest);
-                cJSON_AddNumberToObject(o, "mse_adaround", l->loss_adaround);
-                cJSON_AddNumberToObject(o, "flipped", l->frac_flipped);
-                cJSON_AddBoolToObject(o, "kept_nearest", l->kept_nearest);
-                cJSON_AddItemToArray(ls, o);
-            }
-            rc = cli_print_json(j);
-        } else {
-            printf("model: %s -> %s, encodings %s\n", a.pos[0], out, opts[ENCOUT].val);
-            cli_print_quant(&qs, s, calib_s);
-            printf("%-44s %9s %8s %12s %12s %8s\n", "layer", "weights", "seconds", "MSE nearest", "MSE AdaRound",
-                   "flipped");
-            for (int i = 0; i < fx.ada.nlayers; i++) {
-                const qd_adaround_layer *l = &fx.ada.layers[i];
-                printf("%-44.44s %9lld %8.2f %12.4g %12.4g %7.1f%%%s\n", g->nodes[l->node].name,
-                       (long long)l->weights, l->seconds, l->loss_nearest, l->loss_adaround, 100 * l->frac_flipped,
-                       l->kept_nearest ? " (nearest kept)" : "");
-            }
-        }
+        cJSON_AddItemToObject(j, "sim", cli_json_quant(&qs, s, calib_s));
+        report_layers(qd_sim_graph(s), &fx, ada, j);
+        rc = cli_print_json(j);
+    } else if (!rc) {
+        printf("model: %s -> %s%s%s\n", a.pos[0], out, opts[ENCOUT].val ? ", encodings " : "",
+               opts[ENCOUT].val ? opts[ENCOUT].val : "");
+        cli_print_quant(&qs, s, calib_s);
+        report_layers(qd_sim_graph(s), &fx, ada, NULL);
     }
     qd_qsetup_fixes_free(&fx);
     qd_sim_free(s);
     return rc;
 }
+
+int cli_cmd_bias_correct(int argc, char **argv, qd_err *e) { return fix_command("bias-correct", 0, argc, argv, e); }
+
+int cli_cmd_adaround(int argc, char **argv, qd_err *e) { return fix_command("adaround", 1, argc, argv, e); }
