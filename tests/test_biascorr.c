@@ -12,6 +12,21 @@
 #include "qjson.h"
 #include "util.h"
 
+/* Sanitizer builds run the same checks on less data (accuracy gains are
+ * then left to the normal build: 500 images are too few to judge them). */
+#if defined(__SANITIZE_ADDRESS__)
+#define LIGHT 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LIGHT 1
+#endif
+#endif
+#ifndef LIGHT
+#define LIGHT 0
+#endif
+#define EVAL_IMAGES (LIGHT ? 500 : 2000)
+#define CAL_IMAGES (LIGHT ? 96 : 256)
+
 /* Calibration images: the first n of a seeded subset of the training split. */
 static qd_dataset *train_data(int64_t n, uint64_t seed)
 {
@@ -347,12 +362,12 @@ static double accuracy(qd_sim *s, eval_set *es, double *sqnr)
  * not get worse beyond a small tolerance (must_gain: it improves). */
 static void test_empirical(const char *model, int wbits, int abits, double max_err_ratio, int must_gain)
 {
-    const int64_t ncal = 256;
+    const int64_t ncal = CAL_IMAGES;
     qd_err e = {0};
     qd_sim *s = make_sim(model, wbits, abits);
     qd_dataset *cal = train_data(ncal, 1), *held = train_data(64, 99);
     eval_set es;
-    int have_eval = eval_open(&es, model, 2000) == 0;
+    int have_eval = eval_open(&es, model, EVAL_IMAGES) == 0;
     qd_tensor xh = {0};
     layer_err le = {0};
     qd_bc_report r = {0};
@@ -386,8 +401,8 @@ static void test_empirical(const char *model, int wbits, int abits, double max_e
     ok(r.passes >= 2 && r.passes <= r.layers + 1 && r.images == ncal, "%s: %d passes, %lld images", model, r.passes,
        (long long)r.images);
     ok(err1 < max_err_ratio * err0, "%s: output mean error drops: %.4g -> %.4g", model, err0, err1);
-    ok(acc1 >= acc0 - 0.01, "%s: top-1 not worse by more than 1 point: %.4f -> %.4f", model, acc0, acc1);
-    if (must_gain)
+    ok(LIGHT || acc1 >= acc0 - 0.01, "%s: top-1 not worse by more than 1 point: %.4f -> %.4f", model, acc0, acc1);
+    if (must_gain && !LIGHT)
         ok(acc1 > acc0 + 0.01, "%s: top-1 gains more than 1 point: %.4f -> %.4f", model, acc0, acc1);
     ok(qd_sim_get(s, wq)->enc[0].scale == enc0.scale && ((const float *)wf->data)[7] == w0,
        "%s: encodings and FP32 weights left alone", model);
@@ -451,9 +466,9 @@ static void test_analytic(const char *model, int wbits, int abits)
 {
     qd_err e = {0};
     qd_sim *s = make_sim(model, wbits, abits);
-    qd_dataset *cal = train_data(256, 1), *held = train_data(128, 99);
+    qd_dataset *cal = train_data(CAL_IMAGES, 1), *held = train_data(128, 99);
     eval_set es;
-    int have_eval = eval_open(&es, model, 2000) == 0;
+    int have_eval = eval_open(&es, model, EVAL_IMAGES) == 0;
     qd_bc_report r = {0};
     qd_tensor xh = {0};
     int nn = s ? qd_sim_graph(s)->nnodes : 0;
