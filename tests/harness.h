@@ -8,6 +8,18 @@
 
 static int th_pass, th_fail;
 
+/* TH_LIGHT is 1 in sanitizer builds: tests run the same checks on less work. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TH_LIGHT 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TH_LIGHT 1
+#endif
+#endif
+#ifndef TH_LIGHT
+#define TH_LIGHT 0
+#endif
+
 #define ok(cond, ...)                                                           \
     do {                                                                        \
         if (cond) {                                                             \

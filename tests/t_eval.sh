@@ -4,10 +4,7 @@
 # points; JSON fields; subsets; data that does not fit the model.
 set -u
 QDB=${QDB:-./qdb}
-pass=0; fail=0
-check() { local what=$1; shift; if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL $what"; fi; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-jget() { node -e "const j=JSON.parse(require('fs').readFileSync('$1','utf8')); console.log($2)"; }
+. "$(dirname "$0")/lib.sh"
 
 for js in models/*.json; do
     arch=$(basename "$js" .json)
@@ -45,5 +42,4 @@ $QDB eval $lenet >/dev/null 2>"$tmp/err"; rc=$?
 check "missing --data: exit 2" bash -c "test $rc -eq 2 && grep -q -- --data $tmp/err"
 $QDB eval $lenet --data fashion-mnist --limit 0 >/dev/null 2>&1; rc=$?
 check "--limit 0: exit 2" test $rc -eq 2
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

@@ -15,12 +15,7 @@
 set -u
 cd "$(dirname "$0")/.."
 QDB=${QDB:-./qdb}
-pass=0; fail=0
-check() { local what=$1; shift; if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL $what"; fi; }
-finish() { echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit $?; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-js() { node -e "const j=JSON.parse(require('fs').readFileSync('$1','utf8'));process.exit(($2)?0:1)"; }
-jget() { node -e "const j=JSON.parse(require('fs').readFileSync('$1','utf8'));console.log($2)"; }
+. tests/lib.sh
 QJS=tests/ort/qdq.js
 T=2
 
@@ -100,12 +95,6 @@ check "lenet W4A8: the written model + encodings evaluate like the in-process Ad
 process.exit(Math.abs(a.accuracy-b.accuracy)<=0.005 ? 0 : 1)"
 
 # bad input: exit 2, one line naming what is wrong, no file
-bad() { # what, expected-substring, args...
-    local what=$1 want=$2; shift 2
-    "$QDB" "$@" >/dev/null 2>"$tmp/err"; local rc=$?
-    check "$what: exit 2 (got $rc: $(head -c 200 "$tmp/err"))" test $rc -eq 2
-    check "$what: one line naming '$want'" bash -c "test \$(wc -l <'$tmp/err') -eq 1 && grep -qF -- '$want' '$tmp/err'"
-}
 bad "cle without -o" "-o" cle models/lenet.onnx
 bad "cle of a missing model" "nosuch.onnx" cle $tmp/nosuch.onnx -o $tmp/x.onnx
 bad "cle to an unwritable path" "$tmp/no/dir/x.onnx" cle models/lenet.onnx -o $tmp/no/dir/x.onnx

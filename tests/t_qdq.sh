@@ -27,12 +27,7 @@ T=${QDQ_THREADS:-2}
 AGREE=${QDQ_AGREE:-0.99}
 EXACT=${QDQ_EXACT_AGREE:-0.995}
 MODELS=${QDQ_MODELS:-lenet resnet18 mobilenet_v2 shufflenet_v2}
-pass=0; fail=0
-check() { local what=$1; shift; if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL $what"; fi; }
-finish() { echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit $?; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-js() { node -e "const j=JSON.parse(require('fs').readFileSync('$1','utf8'));process.exit(($2)?0:1)"; }
-jget() { node -e "const j=JSON.parse(require('fs').readFileSync('$1','utf8'));console.log($2)"; }
+. tests/lib.sh
 QJS=tests/ort/qdq.js
 
 [ -x "$QDB" ] || { echo "FAIL no qdb binary at $QDB"; fail=1; finish; }

@@ -5,11 +5,7 @@
 # line naming the file / option / JSON path, exit 2, no partial files.
 set -u
 QDB=${QDB:-./qdb}
-pass=0; fail=0
-check() { local what=$1; shift; if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL $what"; fi; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-jget() { node -e "const j=JSON.parse(require('fs').readFileSync('$1','utf8')); console.log($2)"; }
-js() { node -e "const f=require('fs');const j=JSON.parse(f.readFileSync('$1','utf8'));process.exit(($2)?0:1)"; }
+. "$(dirname "$0")/lib.sh"
 lenet=models/lenet.onnx
 small="--data fashion-mnist --limit 1000 --calib 300 --threads 2"
 
@@ -82,12 +78,6 @@ const f=require('fs');const a=JSON.parse(f.readFileSync('$tmp/a.json')),b=JSON.p
 process.exit(a.accuracy==b.accuracy && a.agreement==b.agreement && a.sqnr_db==b.sqnr_db ? 0 : 1)"
 
 # bad input: exit 2, one line, naming what is wrong
-bad() { # what, expected-substring, args...
-    local what=$1 want=$2; shift 2
-    "$QDB" "$@" >/dev/null 2>"$tmp/err"; local rc=$?
-    check "$what: exit 2 (got $rc: $(head -c 200 "$tmp/err"))" test $rc -eq 2
-    check "$what: one line naming '$want'" bash -c "test \$(wc -l <'$tmp/err') -eq 1 && grep -qF -- '$want' '$tmp/err'"
-}
 bad "--quant w99a8" "w99a8" eval $lenet --data fashion-mnist --quant w99a8
 bad "--range foo" "foo" eval $lenet --data fashion-mnist --range foo
 bad "--bias int8" "int8" eval $lenet --data fashion-mnist --bias int8
@@ -108,5 +98,4 @@ check "unwritable output: non-zero exit, names the path" bash -c "test $rc -ne 0
 cp "$tmp/enc.json" "$tmp/keep.json"
 $QDB export encodings $lenet --calib 50 --encodings "$tmp/bad_enc.json" -o "$tmp/keep.json" >/dev/null 2>&1
 check "failed export leaves the existing output file alone" cmp -s "$tmp/enc.json" "$tmp/keep.json"
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

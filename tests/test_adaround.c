@@ -12,17 +12,6 @@
 #include "qeval.h"
 #include "qjson.h"
 
-/* Sanitizer builds run the same checks on less work. */
-#if defined(__SANITIZE_ADDRESS__)
-#define LIGHT 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define LIGHT 1
-#endif
-#endif
-#ifndef LIGHT
-#define LIGHT 0
-#endif
 
 static qd_dataset *open_data(const char *spec, int64_t n, uint64_t seed)
 {
@@ -132,7 +121,7 @@ static void test_one_layer(const char *weight, int per_channel)
     memcpy(enc0, q->enc, (size_t)nenc * sizeof *enc0);
     qd_adaround_opts o;
     qd_adaround_defaults(&o);
-    o.iterations = LIGHT ? 100 : 400;
+    o.iterations = TH_LIGHT ? 100 : 400;
     o.images = 512;
     o.nthreads = 2;
     qd_adaround_report r;
@@ -206,7 +195,7 @@ out:
 static void test_geometry(const char *model)
 {
     qd_sim *s = make_sim(model, 8, 8, 1);
-    qd_dataset *d = open_data("fashion-mnist:train", LIGHT ? 16 : 64, 5);
+    qd_dataset *d = open_data("fashion-mnist:train", TH_LIGHT ? 16 : 64, 5);
     qd_err e = {0};
     ok(s && d, "%s sim and data", model);
     if (!s || !d || qd_sim_calibrate(s, d, 64, NULL, NULL, &e)) {
@@ -257,8 +246,8 @@ static double top1(qd_sim *s, qd_dataset *t, const qd_logits *ref)
 static void test_lenet_w4a8(void)
 {
     qd_sim *s = make_sim("models/lenet.onnx", 4, 8, -1);
-    qd_dataset *d = open_data("fashion-mnist:train", LIGHT ? 256 : 1024, 1);
-    qd_dataset *t = open_data("fashion-mnist", LIGHT ? 500 : 2000, 7);
+    qd_dataset *d = open_data("fashion-mnist:train", TH_LIGHT ? 256 : 1024, 1);
+    qd_dataset *t = open_data("fashion-mnist", TH_LIGHT ? 500 : 2000, 7);
     qd_err e = {0};
     qd_logits ref = {0};
     ok(s && d && t, "lenet sim and data");
@@ -269,7 +258,7 @@ static void test_lenet_w4a8(void)
     double near = top1(s, t, &ref);
     qd_adaround_opts o;
     qd_adaround_defaults(&o);
-    o.iterations = LIGHT ? 100 : 500;
+    o.iterations = TH_LIGHT ? 100 : 500;
     o.nthreads = 2;
     qd_adaround_report r;
     int rc = qd_adaround(s, d, &o, NULL, NULL, &r, &e);

@@ -12,20 +12,8 @@
 #include "qjson.h"
 #include "util.h"
 
-/* Sanitizer builds run the same checks on less data (accuracy gains are
- * then left to the normal build: 500 images are too few to judge them). */
-#if defined(__SANITIZE_ADDRESS__)
-#define LIGHT 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define LIGHT 1
-#endif
-#endif
-#ifndef LIGHT
-#define LIGHT 0
-#endif
-#define EVAL_IMAGES (LIGHT ? 500 : 2000)
-#define CAL_IMAGES (LIGHT ? 96 : 256)
+#define EVAL_IMAGES (TH_LIGHT ? 500 : 2000)
+#define CAL_IMAGES (TH_LIGHT ? 96 : 256)
 
 /* Calibration images: the first n of a seeded subset of the training split. */
 static qd_dataset *train_data(int64_t n, uint64_t seed)
@@ -401,8 +389,8 @@ static void test_empirical(const char *model, int wbits, int abits, double max_e
     ok(r.passes >= 2 && r.passes <= r.layers + 1 && r.images == ncal, "%s: %d passes, %lld images", model, r.passes,
        (long long)r.images);
     ok(err1 < max_err_ratio * err0, "%s: output mean error drops: %.4g -> %.4g", model, err0, err1);
-    ok(LIGHT || acc1 >= acc0 - 0.01, "%s: top-1 not worse by more than 1 point: %.4f -> %.4f", model, acc0, acc1);
-    if (must_gain && !LIGHT)
+    ok(TH_LIGHT || acc1 >= acc0 - 0.01, "%s: top-1 not worse by more than 1 point: %.4f -> %.4f", model, acc0, acc1);
+    if (must_gain && !TH_LIGHT)
         ok(acc1 > acc0 + 0.01, "%s: top-1 gains more than 1 point: %.4f -> %.4f", model, acc0, acc1);
     ok(qd_sim_get(s, wq)->enc[0].scale == enc0.scale && ((const float *)wf->data)[7] == w0,
        "%s: encodings and FP32 weights left alone", model);

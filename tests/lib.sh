@@ -1,0 +1,20 @@
+# tests/lib.sh - what the t_*.sh scripts share (source it after setting QDB):
+# a temporary directory $tmp removed on exit, pass/fail counting and the
+# summary line, JSON checks through node, and the bad-input check.
+pass=0; fail=0
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+# check WHAT COMMAND...: counts a pass when COMMAND succeeds, else prints FAIL WHAT
+check() { local what=$1; shift; if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL $what"; fi; }
+# finish: the summary line, and the exit status
+finish() { echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit $?; }
+# js FILE EXPR: succeeds when the JS expression EXPR holds for j = the JSON in FILE
+js() { node -e "const j=JSON.parse(require('fs').readFileSync('$1','utf8'));process.exit(($2)?0:1)"; }
+# jget FILE EXPR: prints EXPR of j = the JSON in FILE
+jget() { node -e "const j=JSON.parse(require('fs').readFileSync('$1','utf8'));console.log($2)"; }
+# bad WHAT WANT ARGS...: qdb ARGS exits 2 with one line on stderr containing WANT
+bad() {
+    local what=$1 want=$2; shift 2
+    "$QDB" "$@" >/dev/null 2>"$tmp/err"; local rc=$?
+    check "$what: exit 2 (got $rc: $(head -c 200 "$tmp/err"))" test $rc -eq 2
+    check "$what: one line naming '$want'" bash -c "test \$(wc -l <'$tmp/err') -eq 1 && grep -qF -- '$want' '$tmp/err'"
+}
