@@ -211,7 +211,6 @@ static int check_opts(const qd_adaround_opts *o, qd_err *e)
 
 /* ------------------------------------------------------------ layers */
 
-static int active(const qd_quantizer *q) { return q->set.enabled && q->set.scheme.bits != QD_BITS_FLOAT; }
 
 /* The eligible weights, in node order. */
 static int find_layers(ar *a, int *skipped, qd_err *e)
@@ -227,7 +226,7 @@ static int find_layers(ar *a, int *skipped, qd_err *e)
     *skipped = 0;
     for (int qi = 0; qi < qd_sim_count(s); qi++) {
         const qd_quantizer *q = qd_sim_get(s, qi);
-        if (q->kind != QD_QK_PARAM || !active(q) || q->node < 0)
+        if (q->kind != QD_QK_PARAM || !qd_quantizer_active(q) || q->node < 0)
             continue;
         const qd_node *n = &g->nodes[q->node];
         if (!qd_node_has_input(n, 1) || n->in[1] != q->value)
@@ -897,12 +896,8 @@ int qd_adaround(qd_sim *s, qd_dataset *d, const qd_adaround_opts *o, qd_adaround
         qd_adaround_defaults(&a.o);
     if (check_opts(&a.o, e))
         return e->code;
-    for (int i = 0; i < qd_sim_count(s); i++) {
-        const qd_quantizer *q = qd_sim_get(s, i);
-        if (active(q) && !q->nenc)
-            return qd_errf(e, QD_EINPUT, "AdaRound needs a calibrated sim: quantizer '%s' has no encodings",
-                           q->name);
-    }
+    if (qd_sim_check_encodings(s, e))
+        return qd_err_prefix(e, "AdaRound needs a calibrated sim"), e->code;
     int64_t count = qd_data_count(d);
     if (count < 1)
         return qd_errf(e, QD_EINPUT, "AdaRound: no images in %s", qd_data_describe(d));

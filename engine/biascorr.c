@@ -259,7 +259,6 @@ typedef struct layer {
     double mean_abs, max_abs;
 } layer;
 
-static int active(const qd_quantizer *q) { return q->set.enabled && q->set.scheme.bits != QD_BITS_FLOAT; }
 
 /* Candidates: every Conv/Gemm (and ConvTranspose, skipped) with an active
  * weight quantizer, which must have encodings. */
@@ -280,7 +279,7 @@ static int find_layers(qd_sim *s, layer **out, int *nout, qd_err *e)
             continue;
         int qi = qd_sim_find(s, g->values[nd->in[1]].name);
         qd_quantizer *q = qd_sim_get(s, qi);
-        if (!q || q->kind != QD_QK_PARAM || !active(q))
+        if (!q || q->kind != QD_QK_PARAM || !qd_quantizer_active(q))
             continue;
         if (!q->nenc) {
             rc = qd_errf(e, QD_EINPUT, "bias correction needs a calibrated simulation: weight quantizer '%s' has no "
@@ -352,7 +351,7 @@ static const qd_tensor *layer_input(qd_sim *s, const layer *l, const qd_tensor *
         return NULL;
     }
     qd_quantizer *q = qd_sim_get(s, qd_sim_find(s, g->values[v].name));
-    if (fp32 || !q || !active(q) || !q->nenc)
+    if (fp32 || !q || !qd_quantizer_active(q) || !q->nenc)
         return batch;
     if (qd_tensor_resize(tmp, QD_F32, batch->ndim, batch->shape, e))
         return NULL;
@@ -412,13 +411,10 @@ static int empirical(qd_sim *s, layer *L, int nl, qd_dataset *d, int64_t nimages
                      g->ninputs);
         goto out;
     }
-    for (int i = 0; i < qd_sim_count(s); i++) {
-        const qd_quantizer *q = qd_sim_get(s, i);
-        if (active(q) && !q->nenc) {
-            rc = qd_errf(e, QD_EINPUT, "bias correction needs a calibrated simulation: quantizer '%s' has no encodings",
-                         q->name);
-            goto out;
-        }
+    if (qd_sim_check_encodings(s, e)) {
+        qd_err_prefix(e, "bias correction needs a calibrated simulation");
+        rc = e->code;
+        goto out;
     }
     int64_t total = qd_data_count(d);
     if (nimages > 0 && nimages < total)

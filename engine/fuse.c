@@ -92,6 +92,8 @@ static int weight_layout(const qd_graph *g, const qd_node *c, int64_t *co, int *
 
 /* Give node c (Conv/Gemm) a zero bias input of co channels if it has none;
  * returns -1 (error in e), 0 when an existing bias is unusable, 1 when done. */
+static int zero_bias(qd_graph *g, int ci, int64_t co, qd_err *e);
+
 static int ensure_bias(qd_graph *g, int ci, int64_t co, const int *uses, qd_err *e)
 {
     qd_node *c = &g->nodes[ci];
@@ -99,6 +101,14 @@ static int ensure_bias(qd_graph *g, int ci, int64_t co, const int *uses, qd_err 
         const qd_tensor *bias = const_f32(g, c, 2, co);
         return bias && uses[c->in[2]] == 1 && bias->ndim == 1;
     }
+    return zero_bias(g, ci, co, e);
+}
+
+/* Give node ci a new zero FP32 bias of co channels as input 2: 1, or -1
+ * (out of memory, in e). */
+static int zero_bias(qd_graph *g, int ci, int64_t co, qd_err *e)
+{
+    qd_node *c = &g->nodes[ci];
     qd_tensor *nb = calloc(1, sizeof *nb);
     if (!nb || qd_tensor_resize(nb, QD_F32, 1, &co, e)) {
         free(nb);
@@ -127,8 +137,10 @@ int qd_graph_add_bias(qd_graph *g, int ni, qd_err *e)
 {
     qd_node *n = &g->nodes[ni];
     if (qd_node_has_input(n, 2))
-        return n->in[2];
+        return 0;
     const qd_tensor *w = qd_node_has_input(n, 1) ? g->values[n->in[1]].init : NULL;
+    if (w && w->dtype != QD_F32)
+        return 0;
     int64_t co = -1;
     if (w && !strcmp(n->op_type, "Conv") && w->ndim >= 3)
         co = w->shape[0];
@@ -136,14 +148,7 @@ int qd_graph_add_bias(qd_graph *g, int ni, qd_err *e)
         co = w->shape[1] * qd_attr_int(n, "group", 1);
     else if (w && !strcmp(n->op_type, "Gemm") && w->ndim == 2 && !qd_attr_int(n, "transA", 0))
         co = qd_attr_int(n, "transB", 0) ? w->shape[0] : w->shape[1];
-    if (co <= 0)
-        return -1;
-    int *uses = calloc((size_t)g->nvalues + 1, sizeof *uses); /* no existing bias: nothing to check */
-    if (!uses)
-        return qd_errf(e, QD_EFAIL, "out of memory"), -1;
-    int r = ensure_bias(g, ni, co, uses, e);
-    free(uses);
-    return r == 1 ? g->nodes[ni].in[2] : -1;
+    return co > 0 ? zero_bias(g, ni, co, e) : 0;
 }
 
 /* The shared start of both folds: BN b's per-channel scale and shift over

@@ -28,9 +28,10 @@ enum { QD_FUSE_BN = 1, QD_FUSE_ACT = 2 };
  * absorbs it), e.g. because a quantizer sits on it. */
 int qd_graph_fuse_ex(qd_graph *g, unsigned flags, const unsigned char *keep, qd_fuse_stats *st, qd_err *e);
 
-/* Give node ni (Conv, ConvTranspose or Gemm without transA) a zero FP32
- * bias "<node>.folded_bias" if it has none. Returns the bias value, or -1:
- * not such a node (e unset) or out of memory (e set). */
+/* Give node ni a zero FP32 bias "<node>.folded_bias" when it is a Conv,
+ * ConvTranspose or Gemm (no transA) with a constant FP32 weight and no bias.
+ * Returns 1 when it added one, 0 when the node needs none, -1 on out of
+ * memory (in e). */
 int qd_graph_add_bias(qd_graph *g, int ni, qd_err *e);
 
 /* All rewrites. Rewrite g in place; st may be NULL. QD_EFAIL on out of memory (g is then

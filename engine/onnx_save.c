@@ -3,12 +3,10 @@
 #include "onnx_save.h"
 #include "util.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "onnx.pb-c.h"
 
@@ -460,22 +458,19 @@ static int build(saver *S, Onnx__ModelProto *mp)
             return e->code;
 
     /* initializers: constants something reads */
-    unsigned char *used = alloc(S, (size_t)g->nvalues + 1);
-    if (!used)
+    int *uses = qd_graph_count_uses(g);
+    if (!uses)
         return oom(S);
-    for (int i = 0; i < g->nnodes; i++)
-        for (int j = 0; j < g->nodes[i].nin; j++)
-            if (g->nodes[i].in[j] >= 0)
-                used[g->nodes[i].in[j]] = 1;
-    for (int i = 0; i < g->noutputs; i++)
-        used[g->outputs[i]] = 1;
     for (int v = 0; v < g->nvalues; v++) {
-        if (!used[v] || !g->values[v].init)
+        if (!uses[v] || !g->values[v].init)
             continue;
         Onnx__TensorProto *tp = tensor_proto(S, g->values[v].name, g->values[v].init);
-        if (!tp || push_init(S, tp))
+        if (!tp || push_init(S, tp)) {
+            free(uses);
             return e->code;
+        }
     }
+    free(uses);
     for (int i = 0; i < g->nnodes; i++)
         if (convert_node(S, &g->nodes[i]))
             return e->code;

@@ -195,10 +195,6 @@ static int copy_node(builder *B, const qd_node *n)
 
 /* ---- quantizers ---- */
 
-static int active(const qd_quantizer *q)
-{
-    return q->set.enabled && q->set.scheme.bits != QD_BITS_FLOAT;
-}
 
 /* Grid integers of an encoding: [offset, offset + steps]. */
 static int grid_steps(const qd_encoding *en)
@@ -482,7 +478,7 @@ static int build(builder *B, qd_sim *s)
     int nq = qd_sim_count(s);
     for (int i = 0; i < nq; i++) {
         const qd_quantizer *q = qd_sim_get(s, i);
-        if (active(q) && check_quantizer(g, q, B->e))
+        if (qd_quantizer_active(q) && check_quantizer(g, q, B->e))
             return B->e->code;
     }
     if (copy_values(B))
@@ -499,7 +495,7 @@ static int build(builder *B, qd_sim *s)
         repl[v] = -1;
     for (int i = 0; i < nq; i++) {
         const qd_quantizer *q = qd_sim_get(s, i);
-        if (active(q))
+        if (qd_quantizer_active(q))
             qof[q->value] = q;
     }
     /* weights first: they depend on nothing */
@@ -507,7 +503,7 @@ static int build(builder *B, qd_sim *s)
         const qd_quantizer *q = qof[v];
         if (!q || q->kind != QD_QK_PARAM)
             continue;
-        const qd_tensor *w = qd_sim_param_orig(s, v);
+        const qd_tensor *w = qd_sim_fp32(s, v);
         if (!w || w->dtype != QD_F32) {
             rc = qd_errf(B->e, QD_EFAIL, "internal: weight quantizer '%s' has no FP32 original", q->name);
             goto out;
@@ -518,7 +514,7 @@ static int build(builder *B, qd_sim *s)
     for (int i = 0; i < qd_sim_bias_count(s); i++) {
         qd_sim_bias b;
         qd_sim_bias_get(s, i, &b);
-        if (b.on && add_bias(B, &b, qd_sim_param_orig(s, b.value)) < 0)
+        if (b.on && add_bias(B, &b, qd_sim_fp32(s, b.value)) < 0)
             goto fail;
     }
     for (int i = 0; i < g->ninputs; i++) {

@@ -392,16 +392,9 @@ qd_sim *qd_sim_new(qd_graph *g, const qd_sim_opts *o, qd_err *e)
         goto fail;
     s->bn_folded = fs.bn_folded;
     /* every Conv/Gemm gets a bias, so that bias correction has one to correct */
-    for (int i = 0; i < g->nnodes; i++) {
-        const qd_node *n = &g->nodes[i];
-        if ((!strcmp(n->op_type, "Conv") || !strcmp(n->op_type, "ConvTranspose") || !strcmp(n->op_type, "Gemm")) &&
-            !qd_node_has_input(n, 2) && qd_node_has_input(n, 1) && g->values[n->in[1]].init &&
-            g->values[n->in[1]].init->dtype == QD_F32) {
-            e->code = 0;
-            if (qd_graph_add_bias(g, i, e) < 0 && e->code)
-                goto fail;
-        }
-    }
+    for (int i = 0; i < g->nnodes; i++)
+        if (qd_graph_add_bias(g, i, e) < 0)
+            goto fail;
     s->qof = malloc(((size_t)g->nvalues + 1) * sizeof *s->qof);
     s->orig = calloc((size_t)g->nvalues + 1, sizeof *s->orig);
     s->inq = calloc((size_t)g->ninputs + 1, sizeof *s->inq);
@@ -478,10 +471,6 @@ void qd_sim_free(qd_sim *s)
 }
 
 const qd_graph *qd_sim_graph(const qd_sim *s) { return s->g; }
-const qd_tensor *qd_sim_param_orig(const qd_sim *s, int v)
-{
-    return v >= 0 && v < s->g->nvalues ? s->orig[v] : NULL;
-}
 int qd_sim_count(const qd_sim *s) { return s->nq; }
 qd_quantizer *qd_sim_get(qd_sim *s, int i) { return i >= 0 && i < s->nq ? &s->q[i] : NULL; }
 qd_exec *qd_sim_exec(qd_sim *s) { return s->x; }
@@ -498,7 +487,7 @@ void qd_sim_get_counts(const qd_sim *s, qd_sim_counts *c)
     for (int i = 0; i < s->nq; i++) {
         const qd_quantizer *q = &s->q[i];
         *(q->kind == QD_QK_INPUT ? &c->inputs : q->kind == QD_QK_ACT ? &c->acts : &c->params) += 1;
-        c->enabled += q->set.enabled && q->set.scheme.bits != QD_BITS_FLOAT;
+        c->enabled += qd_quantizer_active(q);
     }
     for (int i = 0; i < s->nbias; i++)
         c->int32_biases += s->bias[i].on;
@@ -508,7 +497,6 @@ void qd_sim_get_counts(const qd_sim *s, qd_sim_counts *c)
 
 /* ------------------------------------------------------------ encodings */
 
-static int active(const qd_quantizer *q) { return q->set.enabled && q->set.scheme.bits != QD_BITS_FLOAT; }
 
 static int want_channels(const qd_quantizer *q) { return q->set.per_channel && q->axis >= 0 ? (int)q->nch : 1; }
 
@@ -590,7 +578,7 @@ static const qd_encoding *grid_of(const qd_sim *s, int v)
         int qi = s->qof[v];
         if (qi >= 0) {
             const qd_quantizer *q = &s->q[qi];
-            return q->kind != QD_QK_PARAM && active(q) && q->nenc ? &q->enc[0] : NULL;
+            return q->kind != QD_QK_PARAM && qd_quantizer_active(q) && q->nenc ? &q->enc[0] : NULL;
         }
         int p = g->values[v].producer;
         if (p < 0 || g->nodes[p].nin < 1 || !is_data_movement(g->nodes[p].op_type))
@@ -611,7 +599,7 @@ static void apply_biases(qd_sim *s, int int_bias)
         const qd_quantizer *w = &s->q[l->wq];
         size_t nb = (size_t)qd_tensor_numel(b);
         const qd_encoding *in = NULL;
-        if (int_bias && !s->float_bias && active(w) && w->nenc && (w->nenc == 1 || (size_t)w->nenc == nb))
+        if (int_bias && !s->float_bias && qd_quantizer_active(w) && w->nenc && (w->nenc == 1 || (size_t)w->nenc == nb))
             in = grid_of(s, s->g->nodes[l->node].in[0]);
         l->on = in != NULL;
         if (!l->on) {
@@ -663,7 +651,7 @@ static void apply_weights(qd_sim *s, int int_bias)
             continue;
         const qd_tensor *w = s->orig[q->value];
         qd_tensor *dst = s->g->values[q->value].init;
-        if (!active(q) || !q->nenc || s->fp32) {
+        if (!qd_quantizer_active(q) || !q->nenc || s->fp32) {
             memcpy(dst->data, w->data, qd_tensor_nbytes(w));
             continue;
         }
@@ -682,7 +670,7 @@ int qd_sim_update(qd_sim *s, qd_err *e)
 {
     for (int i = 0; i < s->nq; i++) {
         qd_quantizer *q = &s->q[i];
-        if (!active(q) || q->frozen)
+        if (!qd_quantizer_active(q) || q->frozen)
             continue;
         if (q->kind == QD_QK_PARAM ? param_encodings(s, q, e) : act_encodings(q, e))
             return e->code;
@@ -805,7 +793,7 @@ int qd_sim_override(qd_sim *s, const char *pat, const qd_override *ov, int *matc
  * that the tensor it views is left alone). */
 static int quantize_tensor(qd_sim *s, qd_quantizer *q, qd_tensor *t)
 {
-    if (!active(q) || t->dtype != QD_F32 || s->fp32)
+    if (!qd_quantizer_active(q) || t->dtype != QD_F32 || s->fp32)
         return 0;
     if (s->mode == MODE_OBSERVE) {
         if (q->stats)
@@ -848,7 +836,7 @@ static int run(qd_sim *s, const qd_tensor *inputs, int ninputs, qd_err *e)
         s->inview[i] = inputs[i];
         s->inview[i].cap = 0;
         int qi = s->qof[g->inputs[i]];
-        if (qi < 0 || !active(&s->q[qi]) || inputs[i].dtype != QD_F32 || s->fp32)
+        if (qi < 0 || !qd_quantizer_active(&s->q[qi]) || inputs[i].dtype != QD_F32 || s->fp32)
             continue;
         size_t n = (size_t)qd_tensor_numel(&inputs[i]);
         if (s->mode == MODE_OBSERVE) {
@@ -866,12 +854,19 @@ static int run(qd_sim *s, const qd_tensor *inputs, int ninputs, qd_err *e)
     return qd_exec_run(s->x, s->inview, ninputs, e);
 }
 
-int qd_sim_run(qd_sim *s, const qd_tensor *inputs, int ninputs, qd_err *e)
+int qd_sim_check_encodings(const qd_sim *s, qd_err *e)
 {
-    for (int i = 0; i < s->nq && !s->fp32; i++)
-        if (active(&s->q[i]) && !s->q[i].nenc)
+    for (int i = 0; i < s->nq; i++)
+        if (qd_quantizer_active(&s->q[i]) && !s->q[i].nenc)
             return qd_errf(e, QD_EINPUT, "quantizer '%s' has no encodings (calibrate or import encodings first)",
                            s->q[i].name);
+    return QD_OK;
+}
+
+int qd_sim_run(qd_sim *s, const qd_tensor *inputs, int ninputs, qd_err *e)
+{
+    if (!s->fp32 && qd_sim_check_encodings(s, e))
+        return e->code;
     qd_sim_apply(s);
     s->mode = MODE_RUN;
     return run(s, inputs, ninputs, e);
@@ -903,14 +898,14 @@ int qd_sim_calibrate(qd_sim *s, qd_dataset *d, int64_t batch, qd_progress_fn pro
      * FP32 biases: their int32 grid needs the activation encodings) */
     for (int i = 0; i < s->nq; i++) {
         qd_quantizer *q = &s->q[i];
-        if (q->kind == QD_QK_PARAM && active(q) && !q->frozen && param_encodings(s, q, e))
+        if (q->kind == QD_QK_PARAM && qd_quantizer_active(q) && !q->frozen && param_encodings(s, q, e))
             return e->code;
     }
     apply_weights(s, 0);
     int need = 0;
     for (int i = 0; i < s->nq; i++) {
         qd_quantizer *q = &s->q[i];
-        if (q->kind == QD_QK_PARAM || !active(q) || q->frozen || q->set.fixed)
+        if (q->kind == QD_QK_PARAM || !qd_quantizer_active(q) || q->frozen || q->set.fixed)
             continue;
         int hist = q->set.range != QD_RANGE_MINMAX;
         if (q->stats && qd_stats_has_hist(q->stats) != hist) {
@@ -941,7 +936,7 @@ int qd_sim_calibrate(qd_sim *s, qd_dataset *d, int64_t batch, qd_progress_fn pro
         return rc;
     for (int i = 0; i < s->nq; i++) {
         qd_quantizer *q = &s->q[i];
-        if (q->kind != QD_QK_PARAM && active(q) && !q->frozen && act_encodings(q, e))
+        if (q->kind != QD_QK_PARAM && qd_quantizer_active(q) && !q->frozen && act_encodings(q, e))
             return e->code;
     }
     apply_biases(s, 1);

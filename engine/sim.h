@@ -105,8 +105,15 @@ void qd_sim_free(qd_sim *s);
 /* The simulated graph (BN folded; activations fused only inside supergroups).
  * Its weights hold the fake-quantized values while the sim is applied. */
 const qd_graph *qd_sim_graph(const qd_sim *s);
-/* Original FP32 tensor of value v (a param's unquantized weight), borrowed. */
-const qd_tensor *qd_sim_param_orig(const qd_sim *s, int v);
+
+/* Enabled and not bypassed as 32-bit float. */
+static inline int qd_quantizer_active(const qd_quantizer *q)
+{
+    return q->set.enabled && q->set.scheme.bits != QD_BITS_FLOAT;
+}
+
+/* QD_EINPUT naming the first active quantizer without encodings. */
+int qd_sim_check_encodings(const qd_sim *s, qd_err *e);
 
 int qd_sim_count(const qd_sim *s);
 qd_quantizer *qd_sim_get(qd_sim *s, int i);

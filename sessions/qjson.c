@@ -707,7 +707,7 @@ static void sb_indent(sbuf *b, int level)
 /* Quantizers whose encodings are written. */
 static int exported(const qd_quantizer *q)
 {
-    return q->set.enabled && q->set.scheme.bits != QD_BITS_FLOAT && q->nenc > 0 && q->enc;
+    return qd_quantizer_active(q) && q->nenc > 0 && q->enc;
 }
 
 static int is_act(const qd_quantizer *q)

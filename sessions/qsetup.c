@@ -126,8 +126,7 @@ qd_sim *qd_qsetup_build(const char *model, const qd_qsetup *o, double *calib_s, 
     int need = 0;
     for (int i = 0; i < qd_sim_count(s); i++) {
         qd_quantizer *q = qd_sim_get(s, i);
-        need |= q->kind != QD_QK_PARAM && q->set.enabled && !q->frozen && !q->set.fixed &&
-                q->set.scheme.bits != QD_BITS_FLOAT;
+        need |= q->kind != QD_QK_PARAM && qd_quantizer_active(q) && !q->frozen && !q->set.fixed;
     }
     const char *spec = o->calib_data ? o->calib_data : "fashion-mnist:train";
     int64_t ncal = o->calib > 0 ? o->calib : 1000;

@@ -308,7 +308,7 @@ static void test_int32_bias(const char *model, int per_channel)
         bad_scale += b.n != w->nenc;
         for (int c = 0; c < b.n && c < w->nenc; c++)
             bad_scale += b.scale[c] != (float)in->scale * (float)w->enc[c].scale;
-        const float *q = g->values[b.value].init->data, *f = qd_sim_param_orig(s, b.value)->data;
+        const float *q = g->values[b.value].init->data, *f = qd_sim_fp32(s, b.value)->data;
         for (int64_t k = 0; k < qd_tensor_numel(g->values[b.value].init); k++) {
             /* q[k] is the float product int * scale: exact to float epsilon */
             double sc = b.scale[b.n > 1 ? k : 0], steps = q[k] / sc, eps = 1.2e-7;
@@ -338,8 +338,8 @@ static void test_int32_bias(const char *model, int per_channel)
     const qd_quantizer *qi = qd_sim_get(s, qin);
     ok(qi != NULL, "%s: quantizer of the first biased node's input", what);
     if (qi) {
-        const float *bq = g->values[b0.value].init->data, *bf = qd_sim_param_orig(s, b0.value)->data;
-        size_t nbytes = qd_tensor_nbytes(qd_sim_param_orig(s, b0.value));
+        const float *bq = g->values[b0.value].init->data, *bf = qd_sim_fp32(s, b0.value)->data;
+        size_t nbytes = qd_tensor_nbytes(qd_sim_fp32(s, b0.value));
         qd_sim_override(s, qi->name, &off, NULL, &e);
         qd_sim_apply(s);
         qd_sim_bias_get(s, 0, &b0);
@@ -378,7 +378,7 @@ static void test_int32_bias(const char *model, int per_channel)
         for (int i = 0; i < qd_sim_bias_count(s); i++) {
             qd_sim_bias b;
             qd_sim_bias_get(s, i, &b);
-            const qd_tensor *f = qd_sim_param_orig(s, b.value);
+            const qd_tensor *f = qd_sim_fp32(s, b.value);
             same &= !b.on && memcmp(qd_sim_graph(s)->values[b.value].init->data, f->data, qd_tensor_nbytes(f)) == 0;
         }
         qd_sim_get_counts(s, &c);
