@@ -623,33 +623,10 @@ fail:
     return NULL;
 }
 
-/* Read a whole file; NULL with e set on failure. */
-static void *read_file(const char *path, size_t *len, qd_err *e)
-{
-    uint64_t size;
-    FILE *f = qd_open_regular(path, &size, e);
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    if (size > MAX_MODEL_BYTES) {
-        qd_errf(e, QD_EINPUT, "%s: file is larger than 2 GiB", path);
-    } else if (!(buf = malloc((size_t)size + 1))) {
-        qd_errf(e, QD_EFAIL, "%s: out of memory reading %llu bytes", path, (unsigned long long)size);
-    } else if (fread(buf, 1, (size_t)size, f) != (size_t)size) {
-        qd_errf(e, QD_EINPUT, "%s: read error", path);
-        free(buf);
-        buf = NULL;
-    } else {
-        *len = (size_t)size;
-    }
-    fclose(f);
-    return buf;
-}
-
 qd_graph *qd_graph_load(const char *path, qd_err *e)
 {
     size_t len = 0;
-    void *buf = read_file(path, &len, e);
+    void *buf = qd_read_file(path, MAX_MODEL_BYTES, &len, e);
     if (!buf)
         return NULL;
     qd_graph *g = qd_graph_load_mem(buf, len, path, e);
@@ -660,7 +637,7 @@ qd_graph *qd_graph_load(const char *path, qd_err *e)
 int qd_tensor_load_pb(const char *path, qd_tensor *t, char **name, qd_err *e)
 {
     size_t len = 0;
-    void *buf = read_file(path, &len, e);
+    void *buf = qd_read_file(path, MAX_MODEL_BYTES, &len, e);
     if (!buf)
         return e ? e->code : QD_EINPUT;
     Onnx__TensorProto *tp = onnx__tensor_proto__unpack(NULL, len, buf);

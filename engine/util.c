@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -75,4 +76,27 @@ int qd_write_atomic(const char *path, const void *buf, size_t len, qd_err *e)
         return qd_errf(e, QD_EINPUT, "%s: cannot write: %s", path, strerror(err));
     }
     return QD_OK;
+}
+
+char *qd_read_file(const char *path, uint64_t max, size_t *len, qd_err *e)
+{
+    uint64_t size;
+    FILE *f = qd_open_regular(path, &size, e);
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    if ((max && size > max) || size >= SIZE_MAX) {
+        qd_errf(e, QD_EINPUT, "%s: file is larger than %llu bytes", path, (unsigned long long)(max ? max : SIZE_MAX));
+    } else if (!(buf = malloc((size_t)size + 1))) {
+        qd_errf(e, QD_EFAIL, "%s: out of memory reading %llu bytes", path, (unsigned long long)size);
+    } else if (fread(buf, 1, (size_t)size, f) != (size_t)size || ferror(f)) {
+        qd_errf(e, QD_EINPUT, "%s: read error", path);
+        free(buf);
+        buf = NULL;
+    } else {
+        buf[size] = 0;
+        *len = (size_t)size;
+    }
+    fclose(f);
+    return buf;
 }

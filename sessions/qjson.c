@@ -295,32 +295,6 @@ static cJSON *parse_json(const jctx *j, const char *text, size_t len)
     return root;
 }
 
-/* Read a whole regular file. The caller frees the buffer. */
-static char *slurp(const char *path, size_t *len, qd_err *e)
-{
-    uint64_t size = 0;
-    FILE *f = qd_open_regular(path, &size, e);
-    if (!f)
-        return NULL;
-    char *buf = size < SIZE_MAX ? malloc((size_t)size + 1) : NULL;
-    if (!buf) {
-        fclose(f);
-        oom(e);
-        return NULL;
-    }
-    size_t got = fread(buf, 1, (size_t)size, f);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad || got != size) {
-        free(buf);
-        qd_errf(e, QD_EINPUT, "%s: read error", path);
-        return NULL;
-    }
-    buf[got] = 0;
-    *len = got;
-    return buf;
-}
-
 /* ---------------------------------------------------------------------
  * AIMET runtime config
  * --------------------------------------------------------------------- */
@@ -598,7 +572,7 @@ int qd_qcfg_load(const char *path, qd_qcfg *c, qd_err *e)
     if (!e)
         e = &local;
     size_t len = 0;
-    char *text = slurp(path, &len, e);
+    char *text = qd_read_file(path, 0, &len, e);
     if (!text)
         return e->code;
     int rc = qd_qcfg_parse(text, len, path, c, e);
@@ -1356,7 +1330,7 @@ int qd_encodings_read(qd_sim *s, const char *path, qd_err *e)
     if (!e)
         e = &local;
     size_t len = 0;
-    char *text = slurp(path, &len, e);
+    char *text = qd_read_file(path, 0, &len, e);
     if (!text)
         return e->code;
     int rc = qd_encodings_parse(s, text, len, path, e);
@@ -1688,7 +1662,7 @@ int qd_overrides_load(qd_sim *s, const char *path, qd_err *e)
     if (!e)
         e = &local;
     size_t len = 0;
-    char *text = slurp(path, &len, e);
+    char *text = qd_read_file(path, 0, &len, e);
     if (!text)
         return e->code;
     int rc = qd_overrides_parse(s, text, len, path, e);
