@@ -294,19 +294,6 @@ static int cmd_run(int argc, char **argv, qd_err *e)
     qd_graph *g = qd_graph_load(a.pos[0], e);
     if (!g)
         return e->code;
-    if (cli_quant_given(qopts)) { /* simulated: the sim owns its own copy of the graph */
-        qd_qsetup qs;
-        if ((rc = cli_quant_setup("run", qopts, NULL, 0, threads, 64, NULL, &qs, e)))
-            goto out;
-        if (opts[NOFUSE].val) {
-            rc = qd_errf(e, QD_EINPUT, "qdb run: --no-fuse does not apply to simulation (BN is always folded)");
-            goto out;
-        }
-        if (!(sim = qd_qsetup_build(a.pos[0], &qs, NULL, e))) {
-            rc = e->code;
-            goto out;
-        }
-    }
     int oi = 0;
     if (opts[ONAME].val) {
         oi = -1;
@@ -324,6 +311,21 @@ static int cmd_run(int argc, char **argv, qd_err *e)
     }
     if ((rc = qd_npy_read(opts[IN].val, &in, e)))
         goto out;
+    /* simulated (after the cheap checks: calibration takes a while); the sim
+     * owns its own copy of the graph */
+    if (cli_quant_given(qopts)) {
+        qd_qsetup qs;
+        if ((rc = cli_quant_setup("run", qopts, NULL, 0, threads, 64, NULL, &qs, e)))
+            goto out;
+        if (opts[NOFUSE].val) {
+            rc = qd_errf(e, QD_EINPUT, "qdb run: --no-fuse does not apply to simulation (BN is always folded)");
+            goto out;
+        }
+        if (!(sim = qd_qsetup_build(a.pos[0], &qs, NULL, e))) {
+            rc = e->code;
+            goto out;
+        }
+    }
     if (!sim && !opts[NOFUSE].val && (rc = qd_graph_fuse(g, NULL, e)))
         goto out;
     if (sim)
@@ -602,7 +604,7 @@ static int cmd_sweep(int argc, char **argv, qd_err *e)
     if (abits > QD_BITS_MAX && abits != QD_BITS_FLOAT)
         return qd_errf(e, QD_EINPUT, "qdb sweep: --act-bits must be %d..%d or 32, got %ld", QD_BITS_MIN, QD_BITS_MAX,
                        abits);
-    /* fixes: bit 0 cle, bit 1 bias correction */
+    /* fixes: bit 0 cle, bit 1 bias correction, bit 2 AdaRound */
     unsigned fixes[16];
     char fixname[16][32];
     int nfix = 0;

@@ -223,8 +223,8 @@ static int save_fixed(qd_sim *s, const char *out, const char *enc, qd_err *e)
     int rc = qd_graph_save(qd_sim_graph(s), out, e);
     qd_sim_set_fp32(s, 0);
     qd_sim_apply(s);
-    if (!rc && enc)
-        rc = qd_encodings_write(s, enc, "0.6.1", e);
+    if (!rc && enc && (rc = qd_encodings_write(s, enc, "0.6.1", e)))
+        unlink(out); /* the model is only of use with its encodings */
     return rc;
 }
 
@@ -336,6 +336,8 @@ static int fix_command(const char *cmd, int ada, int argc, char **argv, qd_err *
     if (cli_quant_setup(cmd, qopts, NULL, seed, threads, batch, NULL, &qs, e))
         return e->code;
     if (ada) {
+        if (n && qs.adaround_iters)
+            return qd_errf(e, QD_EINPUT, "qdb %s: give --iterations or --adaround-iters, not both", cmd);
         qs.adaround = 1;
         if (n) /* else --adaround-iters, or the default */
             qs.adaround_iters = (int)n;
@@ -344,8 +346,9 @@ static int fix_command(const char *cmd, int ada, int argc, char **argv, qd_err *
         if (strcmp(qs.bias_correct, "empirical") != 0 && strcmp(qs.bias_correct, "analytic") != 0)
             return qd_errf(e, QD_EINPUT, "qdb %s: --mode '%s': expected empirical or analytic", cmd, qs.bias_correct);
         qs.bc_images = n;
-        if (qs.calib < n)
-            qs.calib = n;
+        if (n > qs.calib)
+            return qd_errf(e, QD_EINPUT, "qdb %s: --images %ld is more than the %lld calibration images (--calib)",
+                           cmd, n, (long long)qs.calib);
     }
     qd_qsetup_fixes fx = {0};
     qs.fixes = &fx;

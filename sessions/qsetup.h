@@ -21,7 +21,6 @@ typedef struct qd_qsetup_fixes {
     qd_bc_report bc;          /* when bc_done */
     int ada_done;
     qd_adaround_report ada;   /* when ada_done */
-    double fp32_change;       /* unused by qsetup; callers may record the FP32 effect of CLE */
 } qd_qsetup_fixes;
 void qd_qsetup_fixes_free(qd_qsetup_fixes *f);
 

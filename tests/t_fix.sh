@@ -102,5 +102,11 @@ bad "bias-correct --mode foo" "foo" bias-correct models/lenet.onnx --mode foo -o
 bad "eval --bias-correct foo" "foo" eval models/lenet.onnx --data fashion-mnist --bias-correct foo
 bad "adaround without --encodings-out" "--encodings-out" adaround models/lenet.onnx -o $tmp/z.onnx
 bad "eval --adaround-iters 0" "--adaround-iters" eval models/lenet.onnx --data fashion-mnist --adaround-iters 0
-check "no files left by the failures" test ! -e $tmp/x.onnx -a ! -e $tmp/y.onnx -a ! -e $tmp/z.onnx
+bad "bias-correct --images above --calib" "--images 2000" bias-correct models/lenet.onnx --images 2000 -o $tmp/w.onnx
+bad "adaround --iterations with --adaround-iters" "not both" adaround models/lenet.onnx --iterations 5 --adaround-iters 5 \
+    -o $tmp/v.onnx --encodings-out $tmp/v.json
+bad "adaround to an unwritable encodings path" "$tmp/no/e.json" adaround models/lenet.onnx --quant w4a8 --calib 50 \
+    --iterations 5 -o $tmp/u.onnx --encodings-out $tmp/no/e.json
+check "no files left by the failures (the model without its encodings neither)" \
+    bash -c "! ls $tmp/x.onnx $tmp/y.onnx $tmp/z.onnx $tmp/w.onnx $tmp/v.onnx $tmp/u.onnx 2>/dev/null | grep -q ."
 finish
