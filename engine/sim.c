@@ -800,15 +800,19 @@ static int quantize_tensor(qd_sim *s, qd_quantizer *q, qd_tensor *t)
             qd_stats_add(q->stats, t->data, (size_t)qd_tensor_numel(t));
         return 0;
     }
-    if (!t->cap && t->data) {
+    if (!q->nenc)
+        return 0;
+    size_t n = (size_t)qd_tensor_numel(t);
+    if (!t->cap && t->data) { /* a view: quantize into a buffer of our own, in one pass */
         qd_tensor own = {0};
         qd_err e = {0};
-        if (qd_tensor_copy(&own, t, &e))
+        if (qd_tensor_resize(&own, QD_F32, t->ndim, t->shape, &e))
             return QD_EFAIL;
+        qd_fake_quant(t->data, own.data, n, &q->enc[0]);
         *t = own;
+        return 0;
     }
-    if (q->nenc)
-        qd_fake_quant(t->data, t->data, (size_t)qd_tensor_numel(t), &q->enc[0]);
+    qd_fake_quant(t->data, t->data, n, &q->enc[0]);
     return 0;
 }
 
