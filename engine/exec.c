@@ -118,6 +118,11 @@ static void unborrow(qd_tensor *t)
 
 int qd_exec_run(qd_exec *x, const qd_tensor *inputs, int ninputs, qd_err *e)
 {
+    return qd_exec_run_some(x, inputs, ninputs, NULL, e);
+}
+
+int qd_exec_run_some(qd_exec *x, const qd_tensor *inputs, int ninputs, const unsigned char *run, qd_err *e)
+{
     const qd_graph *g = x->g;
     if (ninputs != g->ninputs)
         return qd_errf(e, QD_EINPUT, "model takes %d input(s), got %d", g->ninputs, ninputs);
@@ -133,6 +138,8 @@ int qd_exec_run(qd_exec *x, const qd_tensor *inputs, int ninputs, qd_err *e)
     qd_blas_set_threads(x->ctx.nthreads);
     for (int i = 0; i < g->nnodes; i++) {
         const qd_node *n = &g->nodes[i];
+        if (run && !run[i])
+            continue;
         for (int j = 0; j < n->nin; j++)
             x->inbuf[j] = n->in[j] >= 0 ? &x->vals[n->in[j]] : NULL;
         for (int j = 0; j < n->nout; j++) {
@@ -181,6 +188,18 @@ const qd_tensor *qd_exec_value(const qd_exec *x, int v)
     if (v < 0 || v >= x->g->nvalues || !x->have[v])
         return NULL;
     return &x->vals[v];
+}
+
+int qd_exec_put(qd_exec *x, int v, const qd_tensor *t, qd_err *e)
+{
+    if (v < 0 || v >= x->g->nvalues || x->g->values[v].init || x->g->values[v].producer < 0)
+        return qd_errf(e, QD_EINPUT, "value %d is not a node output", v);
+    unborrow(&x->vals[v]);
+    if (qd_tensor_resize(&x->vals[v], t->dtype, t->ndim, t->shape, e))
+        return e->code;
+    memcpy(x->vals[v].data, t->data, qd_tensor_nbytes(t));
+    x->have[v] = 1;
+    return QD_OK;
 }
 
 const qd_tensor *qd_exec_output(const qd_exec *x, int i)

@@ -29,6 +29,16 @@ void qd_exec_set_max_bytes(qd_exec *x, size_t max_bytes);
  * and fixed dims (QD_EINPUT naming the input on mismatch). */
 int qd_exec_run(qd_exec *x, const qd_tensor *inputs, int ninputs, qd_err *e);
 
+/* Run only the nodes i with run[i] set (run NULL: all), in order; the
+ * others keep the values of earlier runs, which the nodes run may read. The
+ * caller decides which nodes a change reaches (an analysis re-running what
+ * lies downstream of one quantizer). */
+int qd_exec_run_some(qd_exec *x, const qd_tensor *inputs, int ninputs, const unsigned char *run, qd_err *e);
+
+/* Overwrite node output v with a copy of t (restoring a cached value before
+ * a qd_exec_run_some). QD_EINPUT when v is not a node output. */
+int qd_exec_put(qd_exec *x, int v, const qd_tensor *t, qd_err *e);
+
 /* Wall time node i took in the last run, milliseconds (infer + run). */
 double qd_exec_node_ms(const qd_exec *x, int i);
 

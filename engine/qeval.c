@@ -94,6 +94,38 @@ out:
     return rc;
 }
 
+int qd_qeval_add(qd_qeval_result *r, const qd_logits *ref, int64_t at, const qd_graph *g, const qd_tensor *y,
+                 qd_err *e)
+{
+    int64_t n = y->ndim == 2 ? y->shape[0] : 0;
+    if (check_logits(g, y, n, e))
+        return e->code;
+    if (y->shape[1] != ref->classes)
+        return qd_errf(e, QD_EINPUT, "simulated output has %lld classes, FP32 %d", (long long)y->shape[1],
+                       ref->classes);
+    if (at < 0 || at + n > ref->n)
+        return qd_errf(e, QD_EINPUT, "images %lld..%lld are beyond the FP32 reference's %lld", (long long)at,
+                       (long long)(at + n), (long long)ref->n);
+    int c = ref->classes;
+    r->labeled = ref->labeled;
+    for (int64_t i = 0; i < n; i++) {
+        const float *yq = (const float *)y->data + i * c, *yf = ref->y + (at + i) * c;
+        int pq = argmax(yq, c), pf = argmax(yf, c);
+        int64_t lab = ref->labels[at + i];
+        r->agree += pq == pf;
+        r->top1 += lab >= 0 && pq == lab;
+        r->fp32_top1 += lab >= 0 && pf == lab;
+        for (int k = 0; k < c; k++) {
+            double dv = (double)yf[k] - yq[k];
+            r->sig += (double)yf[k] * yf[k];
+            r->err += dv * dv;
+        }
+    }
+    r->images += n;
+    r->sqnr_db = r->err > 0 ? 10.0 * log10(r->sig / r->err) : INFINITY;
+    return QD_OK;
+}
+
 int qd_qeval_run(qd_sim *s, qd_dataset *d, const qd_logits *ref, const qd_eval_opts *o, qd_qeval_result *r,
                  qd_err *e)
 {
@@ -104,8 +136,8 @@ int qd_qeval_run(qd_sim *s, qd_dataset *d, const qd_logits *ref, const qd_eval_o
     int64_t total = ref->n < qd_data_count(d) ? ref->n : qd_data_count(d);
     int64_t batch = o->batch > 0 ? o->batch : 64;
     r->labeled = ref->labeled;
+    r->sqnr_db = INFINITY;
     qd_tensor x = {0};
-    double sig = 0, err = 0;
     int rc = QD_OK;
     double t0 = qd_now_ms();
     for (int64_t at = 0; at < total; at += batch) {
@@ -113,34 +145,17 @@ int qd_qeval_run(qd_sim *s, qd_dataset *d, const qd_logits *ref, const qd_eval_o
         if ((rc = qd_data_batch(d, at, n, &x, NULL, e)) || (rc = qd_sim_run(s, &x, 1, e)))
             goto out;
         const qd_tensor *y = qd_sim_output(s, 0);
-        if ((rc = check_logits(qd_sim_graph(s), y, n, e)))
-            goto out;
-        if (y->shape[1] != ref->classes) {
-            rc = qd_errf(e, QD_EINPUT, "simulated output has %lld classes, FP32 %d", (long long)y->shape[1],
-                         ref->classes);
+        if (y->ndim == 2 && y->shape[0] != n) {
+            rc = check_logits(qd_sim_graph(s), y, n, e);
             goto out;
         }
-        int c = ref->classes;
-        for (int64_t i = 0; i < n; i++) {
-            const float *yq = (const float *)y->data + i * c, *yf = ref->y + (at + i) * c;
-            int pq = argmax(yq, c), pf = argmax(yf, c);
-            int64_t lab = ref->labels[at + i];
-            r->agree += pq == pf;
-            r->top1 += lab >= 0 && pq == lab;
-            r->fp32_top1 += lab >= 0 && pf == lab;
-            for (int k = 0; k < c; k++) {
-                double dv = (double)yf[k] - yq[k];
-                sig += (double)yf[k] * yf[k];
-                err += dv * dv;
-            }
-        }
-        r->images += n;
+        if ((rc = qd_qeval_add(r, ref, at, qd_sim_graph(s), y, e)))
+            goto out;
         if (o->progress && o->progress(o->user, r->images, total)) {
             r->stopped = 1;
             break;
         }
     }
-    r->sqnr_db = err > 0 ? 10.0 * log10(sig / err) : INFINITY;
     r->seconds = (qd_now_ms() - t0) / 1e3;
 out:
     qd_tensor_free(&x);

@@ -32,7 +32,13 @@ typedef struct qd_qeval_result {
     double sqnr_db;        /* 10 log10(sum y^2 / sum (y - yq)^2) over all logits; +inf when equal */
     double seconds;        /* wall time of the simulated pass (data + inference) */
     int stopped;
+    double sig, err;       /* sum y^2 and sum (y - yq)^2 behind sqnr_db */
 } qd_qeval_result;
+
+/* Add one batch to r: y (n x classes, an output of g) holds the simulated
+ * logits of images at..at+n-1 of ref. Start from a zeroed r. */
+int qd_qeval_add(qd_qeval_result *r, const qd_logits *ref, int64_t at, const qd_graph *g, const qd_tensor *y,
+                 qd_err *e);
 
 /* Run the simulation over d (the same images, in the same order, as ref)
  * and compare with ref. */

@@ -27,6 +27,8 @@ struct qd_sim {
     qd_tensor *inview;     /* what the executor is given: views of inputs or of inq */
     int mode;
     int weights_dirty;     /* encodings changed since the weights (and biases) were written */
+    int some_dirty;        /* only the quantizers marked in qdirty changed (enable toggles) */
+    unsigned char *qdirty; /* per quantizer */
     int float_bias;
     int fp32;              /* qd_sim_set_fp32: quantizers bypassed, FP32 weights */
     int nbias;
@@ -427,6 +429,10 @@ qd_sim *qd_sim_new(qd_graph *g, const qd_sim_opts *o, qd_err *e)
     }
     renumber(s);
     s->float_bias = opts.float_bias;
+    if (!(s->qdirty = calloc((size_t)s->nq + 1, 1))) {
+        qd_errf(e, QD_EFAIL, "out of memory");
+        goto fail;
+    }
     if (find_biases(s, e))
         goto fail;
     s->x = qd_exec_new(g, opts.nthreads, e);
@@ -465,6 +471,7 @@ void qd_sim_free(qd_sim *s)
     free(s->inq);
     free(s->inview);
     free(s->qof);
+    free(s->qdirty);
     qd_exec_free(s->x);
     qd_graph_free(s->g);
     free(s);
@@ -642,12 +649,14 @@ void qd_sim_bias_get(const qd_sim *s, int i, qd_sim_bias *b)
 }
 
 /* Write fake-quantized weights (or the originals for bypassed params), and
- * the biases that go with them. */
+ * the biases that go with them: every weight, or after enable toggles only
+ * those toggled. */
 static void apply_weights(qd_sim *s, int int_bias)
 {
+    int all = s->weights_dirty || !s->some_dirty;
     for (int i = 0; i < s->nq; i++) {
         qd_quantizer *q = &s->q[i];
-        if (q->kind != QD_QK_PARAM)
+        if (q->kind != QD_QK_PARAM || (!all && !s->qdirty[i]))
             continue;
         const qd_tensor *w = s->orig[q->value];
         qd_tensor *dst = s->g->values[q->value].init;
@@ -664,6 +673,8 @@ static void apply_weights(qd_sim *s, int int_bias)
     }
     apply_biases(s, int_bias && !s->fp32);
     s->weights_dirty = 0;
+    s->some_dirty = 0;
+    memset(s->qdirty, 0, (size_t)s->nq);
 }
 
 int qd_sim_update(qd_sim *s, qd_err *e)
@@ -777,14 +788,26 @@ int qd_sim_override(qd_sim *s, const char *pat, const qd_override *ov, int *matc
         if (ov->set & ~(unsigned)QD_OV_ENABLED) { /* the encoding must follow the new settings */
             q->frozen = 0;
             q->nenc = 0;
+            s->weights_dirty = 1;
         }
-        s->weights_dirty = 1; /* weights, or the int32 biases behind an activation */
+        /* its weight, or the int32 biases behind an activation */
+        s->qdirty[i] = 1;
+        s->some_dirty = 1;
     }
     if (matched)
         *matched = n;
     if (!n)
         return qd_errf(e, QD_EINPUT, "no quantizer matches '%s'", pat);
     return QD_OK;
+}
+
+void qd_sim_set_enabled(qd_sim *s, int qi, int on)
+{
+    if (qi < 0 || qi >= s->nq || s->q[qi].set.enabled == !!on)
+        return;
+    s->q[qi].set.enabled = !!on;
+    s->qdirty[qi] = 1;
+    s->some_dirty = 1;
 }
 
 /* ------------------------------------------------------------ running */
@@ -831,7 +854,7 @@ static int hook(void *user, const qd_graph *g, int node, qd_tensor **outs)
     return 0;
 }
 
-static int run(qd_sim *s, const qd_tensor *inputs, int ninputs, qd_err *e)
+static int run(qd_sim *s, const qd_tensor *inputs, int ninputs, const unsigned char *nodes, qd_err *e)
 {
     const qd_graph *g = s->g;
     if (ninputs != g->ninputs)
@@ -855,7 +878,7 @@ static int run(qd_sim *s, const qd_tensor *inputs, int ninputs, qd_err *e)
         s->inview[i] = *t;
         s->inview[i].cap = 0;
     }
-    return qd_exec_run(s->x, s->inview, ninputs, e);
+    return qd_exec_run_some(s->x, s->inview, ninputs, nodes, e);
 }
 
 int qd_sim_check_encodings(const qd_sim *s, qd_err *e)
@@ -873,7 +896,16 @@ int qd_sim_run(qd_sim *s, const qd_tensor *inputs, int ninputs, qd_err *e)
         return e->code;
     qd_sim_apply(s);
     s->mode = MODE_RUN;
-    return run(s, inputs, ninputs, e);
+    return run(s, inputs, ninputs, NULL, e);
+}
+
+int qd_sim_run_some(qd_sim *s, const qd_tensor *inputs, int ninputs, const unsigned char *nodes, qd_err *e)
+{
+    if (!s->fp32 && qd_sim_check_encodings(s, e))
+        return e->code;
+    qd_sim_apply(s);
+    s->mode = MODE_RUN;
+    return run(s, inputs, ninputs, nodes, e);
 }
 
 const qd_tensor *qd_sim_output(const qd_sim *s, int i) { return qd_exec_output(s->x, i); }
@@ -888,7 +920,7 @@ void qd_sim_set_fp32(qd_sim *s, int on)
 
 void qd_sim_apply(qd_sim *s)
 {
-    if (s->weights_dirty)
+    if (s->weights_dirty || s->some_dirty)
         apply_weights(s, 1);
 }
 
@@ -927,7 +959,7 @@ int qd_sim_calibrate(qd_sim *s, qd_dataset *d, int64_t batch, qd_progress_fn pro
     s->mode = MODE_OBSERVE;
     for (int64_t at = 0; need && at < total; at += batch) {
         int64_t nb = total - at < batch ? total - at : batch;
-        if ((rc = qd_data_batch(d, at, nb, &xb, NULL, e)) || (rc = run(s, &xb, 1, e)))
+        if ((rc = qd_data_batch(d, at, nb, &xb, NULL, e)) || (rc = run(s, &xb, 1, NULL, e)))
             break;
         if (progress && progress(user, at + nb, total)) {
             rc = qd_errf(e, QD_EINPUT, "calibration stopped");

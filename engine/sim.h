@@ -127,6 +127,10 @@ int qd_sim_find(const qd_sim *s, const char *name);
  * kept statistics (params: from the weights) on the next run. */
 int qd_sim_override(qd_sim *s, const char *pattern, const qd_override *ov, int *matched, qd_err *e);
 
+/* Enable or bypass quantizer qi (its encodings are kept); the next run
+ * rewrites only what that changes (its weight, the int32 biases). */
+void qd_sim_set_enabled(qd_sim *s, int qi, int on);
+
 /* Set and freeze quantizer q's encodings (n = 1 or its channel count). */
 int qd_sim_set_encodings(qd_sim *s, int q, const qd_encoding *enc, int n, qd_err *e);
 
@@ -143,6 +147,10 @@ int qd_sim_update(qd_sim *s, qd_err *e);
 /* Run fake-quant inference (like qd_exec_run). Every enabled quantizer must
  * have encodings (QD_EINPUT naming the first that has none). */
 int qd_sim_run(qd_sim *s, const qd_tensor *inputs, int ninputs, qd_err *e);
+/* Run only the nodes with nodes[i] set (qd_exec_run_some): an analysis
+ * that toggled one quantizer re-runs what lies downstream of it, the other
+ * values staying as the last run left them. */
+int qd_sim_run_some(qd_sim *s, const qd_tensor *inputs, int ninputs, const unsigned char *nodes, qd_err *e);
 const qd_tensor *qd_sim_output(const qd_sim *s, int i);
 /* FP32 reference mode (on = 1): runs bypass every quantizer and use the
  * FP32 weights and biases (the sim's graph then computes the BN-folded FP32

@@ -1,0 +1,233 @@
+/* perq.c - enable-one / disable-one per-quantizer analysis, naive or with a
+ * per-batch cache of node outputs (see perq.h). */
+#include "perq.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+#define PERQ_DEFAULT_MEM ((size_t)2 << 30)
+
+void qd_perq_reach(qd_sim *s, int qi, unsigned char *run)
+{
+    const qd_graph *g = qd_sim_graph(s);
+    const qd_quantizer *q = qd_sim_get(s, qi);
+    memset(run, 0, (size_t)g->nnodes);
+    if (!q)
+        return;
+    for (int i = 0; i < g->nnodes; i++) {
+        const qd_node *nd = &g->nodes[i];
+        int hit = q->kind == QD_QK_ACT && i == q->node;
+        for (int j = 0; j < nd->nin && !hit; j++) {
+            int v = nd->in[j];
+            if (v < 0)
+                continue;
+            int p = g->values[v].producer;
+            hit = (q->kind != QD_QK_ACT && v == q->value) || (p >= 0 && run[p]);
+        }
+        run[i] = (unsigned char)hit;
+    }
+}
+
+static size_t outputs_bytes(qd_exec *x, const qd_graph *g, const unsigned char *nodes)
+{
+    size_t b = 0;
+    for (int i = 0; i < g->nnodes; i++)
+        for (int j = 0; nodes[i] && j < g->nodes[i].nout; j++) {
+            const qd_tensor *t = qd_exec_value(x, g->nodes[i].out[j]);
+            b += t ? qd_tensor_nbytes(t) : 0;
+        }
+    return b;
+}
+
+typedef struct perq_run {
+    qd_sim *s;
+    qd_dataset *d;
+    const qd_logits *ref;
+    const qd_perq_opts *o;
+    const qd_graph *g;
+    int on;                /* what a measured quantizer is set to: 1 enable-one, 0 disable-one */
+    int64_t total, batch;
+    qd_tensor x;
+    qd_perq_info *info;
+} perq_run;
+
+/* One full evaluation per quantizer. */
+static int naive(perq_run *r, const int *qs, int n, qd_qeval_result *res, qd_err *e)
+{
+    int64_t done = 0, total = r->total * n;
+    for (int k = 0; k < n && !r->info->stopped; k++) {
+        qd_sim_set_enabled(r->s, qs[k], r->on);
+        for (int64_t at = 0; at < r->total; at += r->batch) {
+            int64_t nb = r->total - at < r->batch ? r->total - at : r->batch;
+            int rc = qd_data_batch(r->d, at, nb, &r->x, NULL, e);
+            if (!rc)
+                rc = qd_sim_run(r->s, &r->x, 1, e);
+            if (!rc)
+                rc = qd_qeval_add(&res[k], r->ref, at, r->g, qd_sim_output(r->s, 0), e);
+            if (rc) {
+                qd_sim_set_enabled(r->s, qs[k], !r->on);
+                return rc;
+            }
+            r->info->nodes_run += r->g->nnodes;
+            done += nb;
+            if (r->o->progress && r->o->progress(r->o->user, done, total)) {
+                r->info->stopped = 1;
+                break;
+            }
+        }
+        qd_sim_set_enabled(r->s, qs[k], !r->on);
+    }
+    int64_t images = r->total;
+    for (int k = 0; k < n; k++)
+        images = res[k].images < images ? res[k].images : images;
+    r->info->images = images;
+    return QD_OK;
+}
+
+/* Per batch: one base run, its reachable values kept, then per quantizer
+ * only the nodes it reaches. */
+static int cached(perq_run *r, const int *qs, int n, const unsigned char *reach, const unsigned char *any,
+                  qd_qeval_result *res, qd_err *e)
+{
+    const qd_graph *g = r->g;
+    qd_exec *x = qd_sim_exec(r->s);
+    qd_tensor *snap = calloc((size_t)g->nvalues + 1, sizeof *snap);
+    if (!snap)
+        return qd_errf(e, QD_EFAIL, "out of memory");
+    int64_t *cost = calloc((size_t)n + 1, sizeof *cost);
+    if (!cost) {
+        free(snap);
+        return qd_errf(e, QD_EFAIL, "out of memory");
+    }
+    for (int k = 0; k < n; k++)
+        for (int i = 0; i < g->nnodes; i++)
+            cost[k] += reach[(size_t)k * g->nnodes + i];
+    int rc = QD_OK;
+    for (int64_t at = 0; at < r->total && !rc; at += r->batch) {
+        int64_t nb = r->total - at < r->batch ? r->total - at : r->batch;
+        if ((rc = qd_data_batch(r->d, at, nb, &r->x, NULL, e)) || (rc = qd_sim_run(r->s, &r->x, 1, e)) ||
+            (rc = qd_qeval_add(&r->info->base, r->ref, at, g, qd_sim_output(r->s, 0), e)))
+            break;
+        r->info->nodes_run += g->nnodes;
+        for (int i = 0; i < g->nnodes && !rc; i++)
+            for (int j = 0; any[i] && j < g->nodes[i].nout && !rc; j++) {
+                int v = g->nodes[i].out[j];
+                const qd_tensor *t = v >= 0 ? qd_exec_value(x, v) : NULL;
+                if (t)
+                    rc = qd_tensor_copy(&snap[v], t, e);
+            }
+        for (int k = 0; k < n && !rc; k++) {
+            const unsigned char *run = reach + (size_t)k * g->nnodes;
+            qd_sim_set_enabled(r->s, qs[k], r->on);
+            rc = qd_sim_run_some(r->s, &r->x, 1, run, e);
+            if (!rc)
+                rc = qd_qeval_add(&res[k], r->ref, at, g, qd_sim_output(r->s, 0), e);
+            qd_sim_set_enabled(r->s, qs[k], !r->on);
+            r->info->nodes_run += cost[k];
+            for (int i = 0; i < g->nnodes && !rc; i++)
+                for (int j = 0; run[i] && j < g->nodes[i].nout && !rc; j++) {
+                    int v = g->nodes[i].out[j];
+                    if (v >= 0 && snap[v].data)
+                        rc = qd_exec_put(x, v, &snap[v], e);
+                }
+        }
+        if (rc)
+            break;
+        r->info->images = at + nb;
+        if (r->o->progress && r->o->progress(r->o->user, (at + nb) * n, r->total * n))
+            r->info->stopped = 1;
+        if (r->info->stopped)
+            break;
+    }
+    size_t bytes = 0;
+    for (int v = 0; v < g->nvalues; v++) {
+        bytes += snap[v].cap;
+        qd_tensor_free(&snap[v]);
+    }
+    r->info->cache_bytes = bytes;
+    free(snap);
+    free(cost);
+    return rc;
+}
+
+int qd_perq_run(qd_sim *s, qd_dataset *d, const qd_logits *ref, qd_perq_mode mode, const int *qs, int n,
+                const qd_perq_opts *o, qd_qeval_result *res, qd_perq_info *info, qd_err *e)
+{
+    qd_perq_opts def = {0};
+    qd_perq_info own;
+    if (!o)
+        o = &def;
+    if (!info)
+        info = &own;
+    memset(info, 0, sizeof *info);
+    memset(res, 0, (size_t)(n > 0 ? n : 0) * sizeof *res);
+    if (qd_sim_check_encodings(s, e))
+        return e->code;
+    for (int k = 0; k < n; k++) {
+        const qd_quantizer *q = qd_sim_get(s, qs[k]);
+        if (!q)
+            return qd_errf(e, QD_EINPUT, "no quantizer %d", qs[k]);
+        if (!qd_quantizer_active(q))
+            return qd_errf(e, QD_EINPUT, "quantizer '%s' is bypassed; per-quantizer analysis measures active ones",
+                           q->name);
+    }
+    const qd_graph *g = qd_sim_graph(s);
+    int nq = qd_sim_count(s);
+    unsigned char *en0 = malloc((size_t)nq + 1);
+    unsigned char *reach = malloc((size_t)(n > 0 ? n : 1) * (size_t)g->nnodes + 1);
+    unsigned char *any = calloc((size_t)g->nnodes + 1, 1);
+    perq_run r = {s, d, ref, o, g, mode == QD_PERQ_ENABLE_ONE, 0, o->batch > 0 ? o->batch : 64, {0}, info};
+    int rc = QD_OK;
+    if (!en0 || !reach || !any) {
+        rc = qd_errf(e, QD_EFAIL, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < nq; i++)
+        en0[i] = (unsigned char)qd_sim_get(s, i)->set.enabled;
+    for (int k = 0; k < n; k++) {
+        unsigned char *run = reach + (size_t)k * g->nnodes;
+        qd_perq_reach(s, qs[k], run);
+        for (int i = 0; i < g->nnodes; i++)
+            any[i] |= run[i];
+    }
+    r.total = ref->n < qd_data_count(d) ? ref->n : qd_data_count(d);
+    for (int k = 0; k < n; k++) {
+        res[k].labeled = ref->labeled;
+        res[k].sqnr_db = INFINITY;
+    }
+    info->base.labeled = ref->labeled;
+    info->base.sqnr_db = INFINITY;
+    if (r.on) /* enable-one starts from everything bypassed */
+        for (int i = 0; i < nq; i++)
+            qd_sim_set_enabled(s, i, 0);
+    double t0 = qd_now_ms();
+    int use_cache = !o->naive && n > 0 && r.total > 0;
+    if (use_cache) { /* the cache's size per image, from a run of one */
+        size_t mem = o->mem ? o->mem : PERQ_DEFAULT_MEM;
+        if ((rc = qd_data_batch(d, 0, 1, &r.x, NULL, e)) || (rc = qd_sim_run(s, &r.x, 1, e)))
+            goto out;
+        size_t per = outputs_bytes(qd_sim_exec(s), g, any);
+        if (per && per * (size_t)r.batch > mem)
+            r.batch = (int64_t)(mem / per);
+        use_cache = r.batch >= 1;
+        if (!use_cache)
+            r.batch = o->batch > 0 ? o->batch : 64;
+    }
+    info->batch = r.batch;
+    info->cached = use_cache;
+    info->nodes_full = (int64_t)n * ((r.total + r.batch - 1) / r.batch) * g->nnodes;
+    rc = use_cache ? cached(&r, qs, n, reach, any, res, e) : naive(&r, qs, n, res, e);
+    info->seconds = (qd_now_ms() - t0) / 1e3;
+out:
+    if (en0)
+        for (int i = 0; i < nq; i++)
+            qd_sim_set_enabled(s, i, en0[i]);
+    qd_tensor_free(&r.x);
+    free(en0);
+    free(reach);
+    free(any);
+    return rc;
+}

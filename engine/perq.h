@@ -1,0 +1,58 @@
+/* perq.h - per-quantizer analysis of a calibrated simulation (step 4 of the
+ * PTQ debugging flowchart, AIMET's QuantAnalyzer):
+ *   enable-one:  each quantizer alone at its settings, every other one
+ *                bypassed - what that quantizer costs by itself;
+ *   disable-one: each quantizer alone bypassed, every other active one on -
+ *                what bypassing (or raising) just that one would recover.
+ * Each is measured against FP32 reference logits like qd_qeval_run.
+ *
+ * The naive way runs the whole network once per quantizer. The cached way
+ * runs each batch once in the base configuration (enable-one: all bypassed;
+ * disable-one: all on), keeps the values of the nodes any listed quantizer
+ * can reach, and per quantizer re-runs only the nodes downstream of it
+ * (for a weight: its layer on; for an activation: its producer on), then
+ * restores them. With the same batch size both give bit-identical results
+ * (tests/test_perq.c checks this). The cache holds one batch; when a batch
+ * would exceed the memory budget the batch shrinks, and when one image
+ * would, the analysis falls back to the naive way. */
+#ifndef QD_PERQ_H
+#define QD_PERQ_H
+
+#include "qeval.h"
+#include "sim.h"
+
+typedef enum qd_perq_mode { QD_PERQ_ENABLE_ONE, QD_PERQ_DISABLE_ONE } qd_perq_mode;
+
+typedef struct qd_perq_opts {
+    int64_t batch;            /* images per run, default 64 */
+    size_t mem;               /* cache budget in bytes, default 2 GiB */
+    int naive;                /* 1: one full evaluation per quantizer, no cache */
+    qd_progress_fn progress;  /* done/total in quantizer-batches; non-zero stops */
+    void *user;
+} qd_perq_opts;
+
+typedef struct qd_perq_info {
+    int cached;               /* the cache was used (0: naive, asked or forced by the budget) */
+    int64_t batch;            /* images per run used */
+    size_t cache_bytes;       /* bytes the cache held */
+    int64_t nodes_run;        /* node executions */
+    int64_t nodes_full;       /* node executions the naive way needs */
+    int64_t images;           /* covered by every result (fewer when stopped) */
+    qd_qeval_result base;     /* the base configuration (cached way only) */
+    double seconds;
+    int stopped;
+} qd_perq_info;
+
+/* Measure quantizers qs[0..n) (indices into s; each must be active, i.e.
+ * enabled, not 32-bit, with encodings) in mode on the images of ref (the
+ * first ref->n of d). res gets one result per quantizer. The sim's
+ * enabled flags are restored afterwards. info may be NULL. */
+int qd_perq_run(qd_sim *s, qd_dataset *d, const qd_logits *ref, qd_perq_mode mode, const int *qs, int n,
+                const qd_perq_opts *o, qd_qeval_result *res, qd_perq_info *info, qd_err *e);
+
+/* Nodes (run[i] = 1) whose outputs change when quantizer qi is toggled:
+ * the readers of its tensor (params) or its producer (activations), and
+ * everything downstream. run has g->nnodes entries. */
+void qd_perq_reach(qd_sim *s, int qi, unsigned char *run);
+
+#endif

@@ -1,0 +1,200 @@
+/* test_perq.c - per-quantizer analysis: the cached way gives bit-identical
+ * results to one full evaluation per quantizer (done here independently with
+ * qd_sim_set_enabled + qd_qeval_run), in both modes, on LeNet and ResNet-18;
+ * the memory budget shrinks the batch or falls back to recomputing; the
+ * sim's flags are restored; stopping keeps the images done. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "perq.h"
+#include "qeval.h"
+#include "qjson.h"
+#include "util.h"
+
+static qd_dataset *data(const char *spec, int64_t n, uint64_t seed)
+{
+    qd_err e = {0};
+    qd_dataset *d = qd_data_open(spec, NULL, &e);
+    if (!d || qd_data_limit(d, n, seed, &e)) {
+        fprintf(stderr, "data %s: %s\n", spec, e.msg);
+        qd_data_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+static qd_sim *make_sim(const char *model, int wbits, int abits, qd_dataset *cal)
+{
+    qd_err e = {0};
+    qd_qcfg cfg = {0};
+    qd_graph *g = qd_qcfg_builtin("default", &cfg, &e) ? NULL : qd_graph_load(model, &e);
+    qd_sim *s = NULL;
+    if (g) {
+        qd_sim_opts o = {.cfg = &cfg, .act_bits = abits, .param_bits = wbits, .range = QD_RANGE_SQNR,
+                         .per_channel = 0, .nthreads = 2};
+        s = qd_sim_new(g, &o, &e);
+    }
+    if (s && qd_sim_calibrate(s, cal, 32, NULL, NULL, &e)) {
+        qd_sim_free(s);
+        s = NULL;
+    }
+    if (!s)
+        fprintf(stderr, "make_sim %s: %s\n", model, e.msg);
+    qd_qcfg_clear(&cfg);
+    return s;
+}
+
+static int same(const qd_qeval_result *a, const qd_qeval_result *b)
+{
+    return a->images == b->images && a->top1 == b->top1 && a->agree == b->agree && a->fp32_top1 == b->fp32_top1 &&
+           a->sig == b->sig && a->err == b->err;
+}
+
+/* The naive way, written out: quantizer k alone on (or alone off), a full
+ * evaluation. */
+static int reference(qd_sim *s, qd_dataset *d, const qd_logits *ref, qd_perq_mode mode, const int *qs, int n,
+                     int64_t batch, qd_qeval_result *res)
+{
+    qd_err e = {0};
+    int nq = qd_sim_count(s);
+    unsigned char *en = malloc((size_t)nq);
+    for (int i = 0; i < nq; i++)
+        en[i] = (unsigned char)qd_sim_get(s, i)->set.enabled;
+    qd_eval_opts eo = {.batch = batch};
+    int rc = 0;
+    for (int k = 0; k < n && !rc; k++) {
+        for (int i = 0; i < nq; i++)
+            qd_sim_set_enabled(s, i, mode == QD_PERQ_ENABLE_ONE ? i == qs[k] : en[i] && i != qs[k]);
+        rc = qd_qeval_run(s, d, ref, &eo, &res[k], &e);
+    }
+    for (int i = 0; i < nq; i++)
+        qd_sim_set_enabled(s, i, en[i]);
+    free(en);
+    if (rc)
+        fprintf(stderr, "reference: %s\n", e.msg);
+    return rc;
+}
+
+static int stop_after(void *user, int64_t done, int64_t total)
+{
+    (void)total;
+    return done >= *(int64_t *)user;
+}
+
+static void check_model(const char *model, int wbits, int abits, int64_t images, int64_t batch, int every)
+{
+    qd_err e = {0};
+    qd_dataset *cal = data("fashion-mnist:train", 64, 7), *d = data("fashion-mnist", images, 11);
+    qd_sim *s = cal && d ? make_sim(model, wbits, abits, cal) : NULL;
+    ok(s != NULL, "%s: sim", model);
+    if (!s)
+        goto out;
+    qd_graph *g = qd_graph_load(model, &e);
+    qd_logits ref = {0};
+    qd_eval_opts eo = {.batch = batch, .nthreads = 2};
+    ok(g && !qd_logits_compute(g, d, &eo, &ref, &e), "%s: FP32 logits: %s", model, e.msg);
+    qd_graph_free(g);
+    /* every `every`-th active quantizer (all of them on LeNet) */
+    int nq = qd_sim_count(s), n = 0;
+    int *qs = malloc(sizeof *qs * (size_t)nq);
+    for (int i = 0; i < nq; i++)
+        if (qd_quantizer_active(qd_sim_get(s, i)) && i % every == 0)
+            qs[n++] = i;
+    ok(n >= 3, "%s: %d quantizers measured", model, n);
+    qd_qeval_result *got = calloc((size_t)n, sizeof *got), *want = calloc((size_t)n, sizeof *want);
+    qd_qeval_result full;
+    qd_eval_opts fo = {.batch = batch};
+    ok(!qd_qeval_run(s, d, &ref, &fo, &full, &e), "%s: full sim: %s", model, e.msg);
+    for (int m = 0; m < 2; m++) {
+        qd_perq_mode mode = m ? QD_PERQ_DISABLE_ONE : QD_PERQ_ENABLE_ONE;
+        const char *mn = m ? "disable-one" : "enable-one";
+        qd_perq_info info;
+        qd_perq_opts po = {.batch = batch};
+        ok(!reference(s, d, &ref, mode, qs, n, batch, want), "%s %s: reference", model, mn);
+        ok(!qd_perq_run(s, d, &ref, mode, qs, n, &po, got, &info, &e), "%s %s: %s", model, mn, e.msg);
+        int bad = 0;
+        for (int k = 0; k < n; k++)
+            if (!same(&got[k], &want[k])) {
+                if (bad++ < 3)
+                    fprintf(stderr, "  %s %s %s: top1 %lld/%lld agree %lld/%lld err %.17g/%.17g\n", model, mn,
+                            qd_sim_get(s, qs[k])->name, (long long)got[k].top1, (long long)want[k].top1,
+                            (long long)got[k].agree, (long long)want[k].agree, got[k].err, want[k].err);
+            }
+        ok(!bad, "%s %s: %d of %d quantizers differ from the naive way", model, mn, bad, n);
+        ok(info.cached && info.batch == batch && info.images == images, "%s %s: cached %d batch %lld images %lld",
+           model, mn, info.cached, (long long)info.batch, (long long)info.images);
+        ok(info.nodes_run < info.nodes_full, "%s %s: ran %lld nodes, the naive way %lld", model, mn,
+           (long long)info.nodes_run, (long long)info.nodes_full);
+        ok(info.cache_bytes > 0, "%s %s: cache bytes", model, mn);
+        if (mode == QD_PERQ_DISABLE_ONE)
+            ok(same(&info.base, &full), "%s: disable-one's base run is the full simulation", model);
+        else
+            ok(info.base.agree == images && info.base.top1 == full.fp32_top1,
+               "%s: enable-one's base run (all bypassed) is FP32: agree %lld of %lld", model,
+               (long long)info.base.agree, (long long)images);
+        /* the flags are back: a full run gives the same numbers */
+        qd_qeval_result again;
+        ok(!qd_qeval_run(s, d, &ref, &fo, &again, &e) && same(&again, &full), "%s %s: sim restored", model, mn);
+        /* naive mode is the same */
+        po.naive = 1;
+        ok(!qd_perq_run(s, d, &ref, mode, qs, n, &po, got, &info, &e) && !info.cached, "%s %s naive", model, mn);
+        bad = 0;
+        for (int k = 0; k < n; k++)
+            bad += !same(&got[k], &want[k]);
+        ok(!bad && info.nodes_run == info.nodes_full, "%s %s naive: %d differ", model, mn, bad);
+    }
+    /* a budget of one image's worth of cache: batch shrinks, results agree
+     * in top-1 (sums may differ in the last bits at another batch size) */
+    {
+        reference(s, d, &ref, QD_PERQ_ENABLE_ONE, qs, n, batch, want);
+        qd_perq_opts po = {.batch = batch, .mem = 1};
+        qd_perq_info info;
+        ok(!qd_perq_run(s, d, &ref, QD_PERQ_ENABLE_ONE, qs, n, &po, got, &info, &e), "tiny budget: %s", e.msg);
+        ok(!info.cached && info.cache_bytes == 0, "%s: budget of 1 byte falls back to recomputing", model);
+        po.mem = 0;
+        po.batch = 4;
+        qd_perq_info i4;
+        ok(!qd_perq_run(s, d, &ref, QD_PERQ_ENABLE_ONE, qs, 1, &po, got, &i4, &e), "batch 4: %s", e.msg);
+        po.mem = i4.cache_bytes / 4 * 2 + 1; /* room for 2 images */
+        ok(!qd_perq_run(s, d, &ref, QD_PERQ_ENABLE_ONE, qs, n, &po, got, &info, &e), "budget: %s", e.msg);
+        ok(info.cached && info.batch == 2, "%s: budget for 2 images gives batch %lld", model, (long long)info.batch);
+        int bad = 0;
+        for (int k = 0; k < n; k++)
+            bad += got[k].agree != want[k].agree && labs((long)(got[k].agree - want[k].agree)) > 1;
+        ok(!bad, "%s: at batch 2, %d quantizers' agreement moved by more than one image", model, bad);
+    }
+    /* stopping keeps what was measured */
+    {
+        int64_t at = batch * n; /* one batch of every quantizer */
+        qd_perq_opts po = {.batch = batch, .progress = stop_after, .user = &at};
+        qd_perq_info info;
+        ok(!qd_perq_run(s, d, &ref, QD_PERQ_DISABLE_ONE, qs, n, &po, got, &info, &e), "stop: %s", e.msg);
+        ok(info.stopped && info.images == batch && got[n - 1].images == batch, "%s: stopped after %lld images",
+           model, (long long)info.images);
+    }
+    /* a bypassed quantizer cannot be measured */
+    {
+        qd_sim_set_enabled(s, qs[0], 0);
+        ok(qd_perq_run(s, d, &ref, QD_PERQ_ENABLE_ONE, qs, n, NULL, got, NULL, &e) == QD_EINPUT &&
+               strstr(e.msg, qd_sim_get(s, qs[0])->name),
+           "bypassed quantizer refused: %s", e.msg);
+        qd_sim_set_enabled(s, qs[0], 1);
+    }
+    free(qs);
+    free(got);
+    free(want);
+    qd_logits_free(&ref);
+out:
+    qd_sim_free(s);
+    qd_data_free(cal);
+    qd_data_free(d);
+}
+
+int main(void)
+{
+    check_model("models/lenet.onnx", 4, 4, TH_LIGHT ? 64 : 256, 32, 1);
+    check_model("models/resnet18.onnx", 4, 8, TH_LIGHT ? 16 : 32, 16, TH_LIGHT ? 9 : 5);
+    return th_summary();
+}
