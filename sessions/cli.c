@@ -826,6 +826,7 @@ static const command commands[] = {
     {"eval", cmd_eval, "accuracy over a dataset, FP32 or simulated quantized"},
     {"sweep", cmd_sweep, "simulated accuracy at several bit-widths, per-tensor and per-channel"},
     {"export", cmd_export, "AIMET encodings JSON or a QDQ ONNX model"},
+    {"debug", cli_cmd_debug, "the PTQ debugging flowchart: what hurts, why, and what fixes it"},
     {"cle", cli_cmd_cle, "cross-layer equalization: writes the equalized FP32 model"},
     {"bias-correct", cli_cmd_bias_correct, "bias correction for a quantization: writes the corrected model"},
     {"adaround", cli_cmd_adaround, "AdaRound for a quantization: writes the rounded model and encodings"},

@@ -92,5 +92,7 @@ void cli_print_quant(const qd_qsetup *o, qd_sim *s, double calib_s);
 int cli_cmd_cle(int argc, char **argv, qd_err *e);
 int cli_cmd_bias_correct(int argc, char **argv, qd_err *e);
 int cli_cmd_adaround(int argc, char **argv, qd_err *e);
+/* cli_debug.c */
+int cli_cmd_debug(int argc, char **argv, qd_err *e);
 
 #endif
