@@ -106,8 +106,10 @@ run: deps all
 test: tests-bin
 	@QDB=$(OBJDIR)/qdb QDB_BUILD=$(OBJDIR) ONNX_TESTDATA=$(ONNX_TESTDATA) bash tests/run
 
+# BENCH=ort or BENCH=perq runs one of the two.
 bench: tests-bin
-	@QDB=$(OBJDIR)/qdb QDB_BUILD=$(OBJDIR) bash tests/bench
+	@if [ "$(BENCH)" != perq ]; then QDB=$(OBJDIR)/qdb QDB_BUILD=$(OBJDIR) bash tests/bench; fi
+	@if [ "$(BENCH)" != ort ]; then QDB=$(OBJDIR)/qdb bash tests/bench_perq; fi
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build of everything, then the tests.
 asan:
