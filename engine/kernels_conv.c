@@ -1,7 +1,7 @@
 /* kernels_conv.c - convolution kernels (see kernels_conv.h): im2col tiles +
- * sgemm, Winograd F(2x2, 3x3) + sgemm, a direct depthwise kernel,
- * sgemm + col2im for the transpose, and the reference loops they are tested
- * against. */
+ * sgemm, Winograd F(2x2, 3x3) + sgemm, a direct depthwise kernel, the live
+ * taps of a single output pixel + sgemm, sgemm + col2im for the transpose,
+ * and the reference loops they are tested against. */
 #include "kernels_conv.h"
 
 #include <limits.h>
@@ -1044,10 +1044,230 @@ static int conv_winograd(const qd_conv_shape *s, const float *x, const float *w,
     return atomic_load(&j.fail) ? QD_EFAIL : QD_OK;
 }
 
+/* ---- a single output pixel: only the live taps ----
+ * With oh == ow == 1 tap (ky, kx) reads x at iy = ky*dh - pt, ix = kx*dw - pl;
+ * the taps outside the plane read padding and are skipped. The live ones
+ * form a rectangle [ky0, ky1) x [kx0, kx1) of T taps (T <= h*w), gathered:
+ *   col (n, ci*T),   col[i][c*T + t] = x[i][c][iy_t][ix_t]
+ *   wt  (co, cig*T), wt[oc][c*T + t] = w[oc][c][ky_t][kx_t]
+ * Group 1 is then one sgemm over the batch, y (n, co) = col @ wt^T; more
+ * groups a dot product per output, y[i][oc] = col[i][g*cig*T ..] . wt[oc].
+ * col is x itself when the live taps are the whole plane (T == h*w, in
+ * order); wt is w when every tap is live. Depthwise without a multiplier
+ * (one channel in and out per group) gathers tap-major instead,
+ *   col (n, T*ci), col[i][t*ci + c];  wt (T, co), wt[t][oc]
+ * and goes VL channels at a time; with T == 1 both layouts are the same. */
+
+typedef struct pixel_job {
+    const qd_conv_shape *s;
+    const float *x, *w, *b;
+    float *y;
+    const float *col, *wt;   /* the operands, gathered or borrowed */
+    float *colbuf, *wtbuf;   /* where the gathers write */
+    int64_t ky0, ky1, kx0, kx1, T;
+    int64_t ldcol;           /* ci*T */
+    int tapmajor;            /* depthwise layouts */
+} pixel_job;
+
+/* col rows [begin, end) (images) from x */
+static void pixel_gather_x(void *arg, int64_t begin, int64_t end, int tid)
+{
+    (void)tid;
+    const pixel_job *j = arg;
+    const qd_conv_shape *s = j->s;
+    int64_t hw = s->h * s->w;
+    for (int64_t i = begin; i < end; i++) {
+        float *d = j->colbuf + i * j->ldcol;
+        const float *xi = j->x + i * s->ci * hw;
+        if (j->tapmajor) {
+            for (int64_t ky = j->ky0; ky < j->ky1; ky++)
+                for (int64_t kx = j->kx0; kx < j->kx1; kx++) {
+                    int64_t off = (ky * s->dh - s->pt) * s->w + kx * s->dw - s->pl;
+                    for (int64_t c = 0; c < s->ci; c++)
+                        *d++ = xi[c * hw + off];
+                }
+            continue;
+        }
+        for (int64_t c = 0; c < s->ci; c++, xi += hw)
+            for (int64_t ky = j->ky0; ky < j->ky1; ky++) {
+                int64_t row = (ky * s->dh - s->pt) * s->w - s->pl;
+                for (int64_t kx = j->kx0; kx < j->kx1; kx++)
+                    *d++ = xi[row + kx * s->dw];
+            }
+    }
+}
+
+/* wt rows [begin, end) (output channels) from w */
+static void pixel_gather_w(void *arg, int64_t begin, int64_t end, int tid)
+{
+    (void)tid;
+    const pixel_job *j = arg;
+    const qd_conv_shape *s = j->s;
+    int64_t cig = s->ci / s->group, k2 = s->kh * s->kw;
+    for (int64_t oc = begin; oc < end; oc++) {
+        const float *wc = j->w + oc * cig * k2;
+        if (j->tapmajor) {
+            for (int64_t ky = j->ky0, t = 0; ky < j->ky1; ky++)
+                for (int64_t kx = j->kx0; kx < j->kx1; kx++, t++)
+                    j->wtbuf[t * s->co + oc] = wc[ky * s->kw + kx];
+            continue;
+        }
+        float *d = j->wtbuf + oc * cig * j->T;
+        if (j->T == 1) { /* one tap per input channel: a strided copy */
+            const float *src = wc + j->ky0 * s->kw + j->kx0;
+            for (int64_t c = 0; c < cig; c++)
+                d[c] = src[c * k2];
+            continue;
+        }
+        for (int64_t c = 0; c < cig; c++, wc += k2)
+            for (int64_t ky = j->ky0; ky < j->ky1; ky++)
+                for (int64_t kx = j->kx0; kx < j->kx1; kx++)
+                    *d++ = wc[ky * s->kw + kx];
+    }
+}
+
+/* bias + a[0..n) . b[0..n), in order below VL terms, else VL partial sums */
+static inline float dot_f(float bias, const float *a, const float *b, int64_t n)
+{
+    if (n < VL) {
+        float acc = bias;
+        for (int64_t k = 0; k < n; k++)
+            acc += a[k] * b[k];
+        return acc;
+    }
+    vf acc = vmul(vld(a), vld(b));
+    int64_t k = VL;
+    for (; k + VL <= n; k += VL)
+        acc = vfma(vld(a + k), vld(b + k), acc);
+    if (k < n)
+        acc = vfma(vld_n(a + k, n - k), vld_n(b + k, n - k), acc);
+    float t[VL], sum = bias;
+    vst(t, acc);
+    for (int l = 0; l < VL; l++)
+        sum += t[l];
+    return sum;
+}
+
+/* y[i][oc0 .. oc1) of image i, depthwise tap-major: VL channels at a time,
+ * y = b + sum over t of col[i][t][oc] * wt[t][oc] */
+static void pixel_dw_row(const pixel_job *j, int64_t i, int64_t oc0, int64_t oc1, vf vlo, vf vhi, int act)
+{
+    const qd_conv_shape *s = j->s;
+    const float *xr = j->col + i * j->ldcol;
+    float *yi = j->y + i * s->co;
+    for (int64_t oc = oc0; oc < oc1; oc += VL) {
+        int64_t m = min64(VL, oc1 - oc);
+        vf acc = j->b ? (m == VL ? vld(j->b + oc) : vld_n(j->b + oc, m)) : vsplat(0.0f);
+        for (int64_t t = 0; t < j->T; t++) {
+            const float *a = xr + t * s->ci + oc, *wv = j->wt + t * s->co + oc;
+            acc = m == VL ? vfma(vld(a), vld(wv), acc) : vfma(vld_n(a, m), vld_n(wv, m), acc);
+        }
+        if (act)
+            acc = vclamp(acc, vlo, vhi);
+        if (m == VL)
+            vst(yi + oc, acc);
+        else
+            vst_n(yi + oc, acc, m);
+    }
+}
+
+/* y[i][oc] for outputs [begin, end) of y (n, co), group > 1: a dot product
+ * of cig*T terms each, or VL depthwise channels at a time (tap-major) */
+static void pixel_direct(void *arg, int64_t begin, int64_t end, int tid)
+{
+    (void)tid;
+    const pixel_job *j = arg;
+    const qd_conv_shape *s = j->s;
+    int64_t co = s->co, cog = co / s->group, kg = s->ci / s->group * j->T;
+    int act = has_clamp(s->lo, s->hi);
+    vf vlo = vsplat(s->lo), vhi = vsplat(s->hi);
+    int64_t i = begin / co, oc0 = begin % co;
+    for (int64_t e = begin; e < end; i++, oc0 = 0) {
+        int64_t oc1 = min64(co, oc0 + (end - e));
+        e += oc1 - oc0;
+        if (j->tapmajor) {
+            pixel_dw_row(j, i, oc0, oc1, vlo, vhi, act);
+            continue;
+        }
+        const float *xr = j->col + i * j->ldcol;
+        float *yi = j->y + i * co;
+        for (int64_t oc = oc0, g = oc0 / cog, r = oc0 % cog; oc < oc1; oc++) {
+            float v = dot_f(j->b ? j->b[oc] : 0.0f, xr + g * kg, j->wt + oc * kg, kg);
+            yi[oc] = clampf(v, s->lo, s->hi);
+            if (++r == cog)
+                r = 0, g++;
+        }
+    }
+}
+
+/* y (rows, cols) = clamp(y + b[col]); b may be NULL */
+static void bias_cols(float *y, int64_t rows, int64_t cols, const float *b, float lo, float hi)
+{
+    int act = has_clamp(lo, hi);
+    if (!b && !act)
+        return;
+    vf vlo = vsplat(lo), vhi = vsplat(hi);
+    for (int64_t r = 0; r < rows; r++, y += cols) {
+        int64_t i = 0;
+        for (; i + VL <= cols; i += VL) {
+            vf v = b ? vadd(vld(y + i), vld(b + i)) : vld(y + i);
+            vst(y + i, act ? vclamp(v, vlo, vhi) : v);
+        }
+        if (i < cols) {
+            int64_t m = cols - i;
+            vf v = b ? vadd(vld_n(y + i, m), vld_n(b + i, m)) : vld_n(y + i, m);
+            vst_n(y + i, act ? vclamp(v, vlo, vhi) : v, m);
+        }
+    }
+}
+
+/* Gathers and direct outputs go to the threads a few thousand floats at a time. */
+#define PIXEL_GRAIN_FLOATS 8192
+
+static int conv_pixel(const qd_conv_shape *s, const float *x, const float *w, const float *b,
+                      float *y, qd_ctx *ctx)
+{
+    pixel_job j = {.s = s, .x = x, .w = w, .b = b, .y = y, .col = x, .wt = w};
+    valid_range(s->kh, s->h, s->dh, -s->pt, &j.ky0, &j.ky1);
+    valid_range(s->kw, s->w, s->dw, -s->pl, &j.kx0, &j.kx1);
+    j.T = (j.ky1 - j.ky0) * (j.kx1 - j.kx0);
+    j.ldcol = s->ci * j.T;
+    j.tapmajor = s->group > 1 && s->group == s->ci && s->group == s->co;
+    int64_t kg = s->ci / s->group * j.T;
+    int tm = j.tapmajor && j.T > 1;
+    int gx = tm || !(j.ky1 - j.ky0 == s->h && j.kx1 - j.kx0 == s->w); /* col is not x */
+    int gw = tm || j.T != s->kh * s->kw;                              /* wt is not w */
+    size_t cn = gx ? (size_t)(s->n * j.ldcol) : 0, wn = gw ? (size_t)(s->co * kg) : 0;
+    if (cn + wn > 0) {
+        float *mem = qd_ctx_scratch(ctx, 0, (cn + wn) * sizeof(float));
+        if (!mem)
+            return QD_EFAIL;
+        if (gx) {
+            j.col = j.colbuf = mem;
+            qd_ctx_for(ctx, s->n, max64(1, PIXEL_GRAIN_FLOATS / max64(1, j.ldcol)), pixel_gather_x, &j);
+        }
+        if (gw) {
+            j.wt = j.wtbuf = mem + cn;
+            qd_ctx_for(ctx, s->co, max64(1, PIXEL_GRAIN_FLOATS / max64(1, kg)), pixel_gather_w, &j);
+        }
+    }
+    if (s->group > 1) {
+        qd_ctx_for(ctx, s->n * s->co, max64(VL, PIXEL_GRAIN_FLOATS / max64(1, kg)), pixel_direct, &j);
+        return QD_OK;
+    }
+    /* col (n, ci*T) @ wt^T (ci*T, co) -> y (n, co) */
+    qd_blas_set_threads(qd_blas_threads_for(ctx->nthreads, s->n * s->co * kg));
+    int rc = qd_sgemm(0, 1, s->n, s->co, kg, 1.0f, j.col, j.ldcol, j.wt, kg, 0.0f, y, s->co);
+    bias_cols(y, s->n, s->co, b, s->lo, s->hi);
+    return rc;
+}
+
 /* ---- dispatch ---- */
 
 qd_conv_algo qd_conv_pick(const qd_conv_shape *s)
 {
+    if (qd_conv_can(s, QD_CONV_PIXEL))
+        return QD_CONV_PIXEL;
     if (s->ci == s->group && s->ci > 0)
         return QD_CONV_DEPTHWISE;
     if (qd_conv_can(s, QD_CONV_GEMM1X1))
@@ -1069,6 +1289,7 @@ int qd_conv_can(const qd_conv_shape *s, qd_conv_algo algo)
     case QD_CONV_WINOGRAD:
         return s->kh == 3 && s->kw == 3 && s->sh == 1 && s->sw == 1 && s->dh == 1 && s->dw == 1 &&
                s->group == 1;
+    case QD_CONV_PIXEL: return s->oh == 1 && s->ow == 1;
     }
     return 0;
 }
@@ -1092,6 +1313,7 @@ int qd_conv_with(qd_conv_algo algo, const qd_conv_shape *s, const float *x, cons
     case QD_CONV_DEPTHWISE: return conv_depthwise(s, x, w, b, y, ctx);
     case QD_CONV_GEMM1X1: return conv_gemm(s, x, w, b, y, ctx, 1);
     case QD_CONV_WINOGRAD: return conv_winograd(s, x, w, b, y, ctx);
+    case QD_CONV_PIXEL: return conv_pixel(s, x, w, b, y, ctx);
     case QD_CONV_IM2COL: break;
     }
     return conv_gemm(s, x, w, b, y, ctx, 0);

@@ -2,7 +2,9 @@
  * the reference loops on many random cases (threads 1 and 2), the operators
  * through check/infer/run with hand-built nodes, and the errors they report.
  * `test_conv --bench` prints GFLOP/s of ResNet/MobileNet-like layers,
- * `test_conv --bench3x3 THREADS` im2col against Winograd on ResNet's 3x3s. */
+ * `test_conv --bench3x3 THREADS` im2col against Winograd on ResNet's 3x3s,
+ * `test_conv --benchpixel THREADS` the 1x1-output layers before and with
+ * the single-pixel path. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -303,6 +305,148 @@ static void test_conv_1x1(qd_ctx *c1, qd_ctx *c2, int count)
         if (i % 3 == 1)
             s.lo = 0, s.hi = 6;
         conv_cmp(&s, (i & 1) ? c2 : c1, (int)rnd_in(0, 1), "1x1 small-K");
+    }
+}
+
+/* Single output pixel (oh == ow == 1): qd_conv_pick takes QD_CONV_PIXEL for
+ * every such shape and no other; forced and picked runs on ResNet's layer4
+ * and MobileNetV2's last shapes, grouped and depthwise, dilated, asymmetric
+ * pads, no live tap at all (y = bias), batch 1 and more, clamps; random
+ * shapes with a 1x1 output. */
+static void test_conv_pixel(qd_ctx *c1, qd_ctx *c2, int count)
+{
+    qd_ctx *cs[2] = {c1, c2};
+    const int P = QD_CONV_PIXEL;
+    for (int t = 0; t < 2; t++) {
+        qd_ctx *c = cs[t];
+        /* ResNet-18 layer4: 3x3 pad 1 on a 1x1 plane (1 live tap), the
+         * stride-2 2x2 -> 1x1 (4 live taps: col is x), the 1x1 downsample */
+        qd_conv_shape s = shape2d(3, 64, 1, 1, 48, 3, 1, 1, 1, 1);
+        ok(qd_conv_pick(&s) == QD_CONV_PIXEL, "3x3 pad 1 on 1x1 picks the pixel path");
+        conv_cmp_algo(&s, c, 1, "pixel 3x3 1x1 plane", P);
+        s.lo = 0;
+        conv_cmp(&s, c, 1, "pixel 3x3 1x1 plane relu");
+        s = shape2d(2, 512, 1, 1, 512, 3, 1, 1, 1, 1);
+        conv_cmp_algo(&s, c, 1, "pixel layer4 512", P);
+        s = shape2d(1, 3, 1, 1, 5, 3, 1, 1, 1, 1);
+        conv_cmp_algo(&s, c, 0, "pixel 3x3 tiny", P);
+        s = shape2d(3, 32, 2, 2, 40, 3, 2, 1, 1, 1);
+        ok(s.oh == 1 && s.ow == 1 && qd_conv_pick(&s) == QD_CONV_PIXEL, "3x3 s2 2x2 -> 1x1 picks the pixel path");
+        conv_cmp_algo(&s, c, 1, "pixel 3x3 s2 2x2", P);
+        s.lo = 0, s.hi = 0.5f;
+        conv_cmp(&s, c, 0, "pixel 3x3 s2 2x2 clamp");
+        s = shape2d(3, 16, 2, 2, 24, 1, 2, 1, 0, 1);
+        conv_cmp_algo(&s, c, 1, "pixel 1x1 s2 2x2", P);
+        /* 1x1 kernel on a 1x1 plane (MobileNetV2's last blocks): no gathers */
+        s = shape2d(3, 160, 1, 1, 96, 1, 1, 1, 0, 1);
+        ok(qd_conv_pick(&s) == QD_CONV_PIXEL, "1x1 on a 1x1 plane picks the pixel path");
+        conv_cmp_algo(&s, c, 1, "pixel 1x1", P);
+        s.lo = 0, s.hi = 6;
+        conv_cmp_algo(&s, c, 1, "pixel 1x1 relu6", P);
+        s = shape2d(1, 7, 1, 1, 3, 1, 1, 1, 0, 1);
+        conv_cmp(&s, c, 0, "pixel 1x1 n1");
+        /* depthwise: one live tap (channels by vectors, with a tail), four
+         * live taps (s2 on 2x2), a multiplier, n = 1 */
+        s = shape2d(3, 40, 1, 1, 40, 3, 1, 1, 1, 40);
+        ok(qd_conv_pick(&s) == QD_CONV_PIXEL, "depthwise on a 1x1 plane picks the pixel path");
+        conv_cmp_algo(&s, c, 1, "pixel dw", P);
+        s.lo = 0, s.hi = 0.25f;
+        conv_cmp_algo(&s, c, 1, "pixel dw clamp", P);
+        conv_cmp_algo(&s, c, 0, "pixel dw clamp no bias", P);
+        s = shape2d(1, 37, 1, 1, 37, 3, 1, 1, 1, 37);
+        conv_cmp(&s, c, 1, "pixel dw n1");
+        s = shape2d(3, 24, 2, 2, 24, 3, 2, 1, 1, 24);
+        conv_cmp_algo(&s, c, 1, "pixel dw s2 2x2", P);
+        s = shape2d(2, 8, 1, 1, 16, 3, 1, 1, 1, 8);
+        conv_cmp_algo(&s, c, 1, "pixel dw x2", P);
+        /* grouped, not depthwise: short and long dot products (with a tail) */
+        s = shape2d(3, 32, 1, 1, 64, 3, 1, 1, 1, 8);
+        conv_cmp_algo(&s, c, 1, "pixel g8", P);
+        s = shape2d(2, 64, 2, 2, 32, 3, 2, 1, 1, 2);
+        conv_cmp_algo(&s, c, 1, "pixel g2 s2", P);
+        s = shape2d(1, 74, 2, 2, 6, 3, 2, 1, 1, 2);
+        s.lo = -0.5f, s.hi = 0.5f;
+        conv_cmp_algo(&s, c, 1, "pixel g2 tail clamp", P);
+        /* the kernel covers the plane: every tap live, no gathers */
+        s = shape2d(3, 6, 7, 7, 10, 7, 1, 1, 0, 1);
+        conv_cmp_algo(&s, c, 1, "pixel 7x7 on 7x7", P);
+        s = shape2d(2, 5, 7, 7, 5, 7, 1, 1, 0, 5);
+        conv_cmp_algo(&s, c, 1, "pixel dw 7x7 on 7x7", P);
+        /* dilation 2: one live tap of 9 on 3x3 (pad 1); all 9 on 5x5 (pad 0) */
+        s = shape2d(3, 8, 3, 3, 12, 3, 1, 2, 1, 1);
+        ok(s.oh == 1 && s.ow == 1, "d2 3x3 pad 1 -> 1x1");
+        conv_cmp_algo(&s, c, 1, "pixel d2 pad 1", P);
+        s = shape2d(2, 8, 5, 5, 12, 3, 1, 2, 0, 1);
+        conv_cmp_algo(&s, c, 1, "pixel d2 pad 0", P);
+        s = shape2d(2, 8, 5, 5, 8, 3, 1, 2, 0, 8);
+        conv_cmp_algo(&s, c, 1, "pixel dw d2", P);
+        /* asymmetric pads and strides, rectangular kernel: taps (2, 0..1) */
+        s = (qd_conv_shape){.n = 3, .ci = 5, .h = 2, .w = 3, .co = 7, .kh = 3, .kw = 2, .sh = 2, .sw = 3,
+                            .dh = 1, .dw = 1, .pt = 2, .pl = 0, .group = 1, .lo = -INFINITY, .hi = INFINITY};
+        conv_out(&s, 0, 0);
+        ok(s.oh == 1 && s.ow == 1, "asym -> 1x1");
+        conv_cmp_algo(&s, c, 1, "pixel asym", P);
+        s.group = 5, s.co = 10;
+        conv_cmp_algo(&s, c, 1, "pixel asym dw x2", P);
+        /* 1-D */
+        s = (qd_conv_shape){.n = 2, .ci = 4, .h = 1, .w = 3, .co = 6, .kh = 1, .kw = 3, .sh = 1, .sw = 1,
+                            .dh = 1, .dw = 1, .pt = 0, .pl = 0, .group = 1, .lo = -INFINITY, .hi = INFINITY};
+        conv_out(&s, 0, 0);
+        conv_cmp_algo(&s, c, 1, "pixel 1-D", P);
+        /* no live tap: every tap reads padding, y = clamp(bias) */
+        s = (qd_conv_shape){.n = 3, .ci = 4, .h = 1, .w = 1, .co = 6, .kh = 2, .kw = 2, .sh = 2, .sw = 2,
+                            .dh = 1, .dw = 1, .pt = 2, .pl = 2, .group = 1, .lo = -INFINITY, .hi = INFINITY};
+        conv_out(&s, 0, 0);
+        ok(s.oh == 1 && s.ow == 1, "no live tap -> 1x1");
+        conv_cmp_algo(&s, c, 1, "pixel no tap", P);
+        conv_cmp_algo(&s, c, 0, "pixel no tap no bias", P);
+        s.lo = 0, s.hi = 0.25f;
+        conv_cmp_algo(&s, c, 1, "pixel no tap clamp", P);
+        s.group = 2;
+        conv_cmp_algo(&s, c, 1, "pixel no tap g2", P);
+        s.group = 4, s.co = 4;
+        conv_cmp_algo(&s, c, 1, "pixel no tap dw", P);
+        s = (qd_conv_shape){.n = 2, .ci = 3, .h = 3, .w = 2, .co = 4, .kh = 3, .kw = 2, .sh = 1, .sw = 4,
+                            .dh = 1, .dw = 1, .pt = 0, .pl = 2, .group = 1, .lo = -INFINITY, .hi = INFINITY};
+        conv_out(&s, 0, 0);
+        conv_cmp_algo(&s, c, 1, "pixel no live column", P);
+        /* not one pixel: not picked, refused when forced */
+        s = shape2d(2, 64, 2, 2, 64, 3, 1, 1, 1, 1);
+        ok(s.oh == 2 && qd_conv_pick(&s) != QD_CONV_PIXEL && !qd_conv_can(&s, QD_CONV_PIXEL),
+           "2x2 output: no pixel path");
+        ok(qd_conv_with(QD_CONV_PIXEL, &s, NULL, NULL, NULL, NULL, c) == QD_EINPUT,
+           "forced pixel path on a 2x2 output is refused");
+        s = shape2d(2, 8, 2, 2, 8, 3, 1, 1, 1, 8);
+        ok(qd_conv_pick(&s) == QD_CONV_DEPTHWISE, "depthwise 2x2 output keeps the depthwise kernel");
+        s = (qd_conv_shape){.n = 2, .ci = 4, .h = 1, .w = 4, .co = 6, .kh = 1, .kw = 3, .sh = 1, .sw = 1,
+                            .dh = 1, .dw = 1, .pt = 0, .pl = 0, .group = 1, .lo = -INFINITY, .hi = INFINITY};
+        conv_out(&s, 0, 0);
+        ok(s.oh == 1 && s.ow == 2 && !qd_conv_can(&s, QD_CONV_PIXEL), "1x2 output: no pixel path");
+    }
+    for (int i = 0; i < count; i++) {
+        qd_conv_shape s = {.lo = -INFINITY, .hi = INFINITY};
+        int kind = (int)rnd_in(0, 3); /* 0 regular, 1 grouped, 2 depthwise, 3 depthwise x2 */
+        s.n = (int64_t[]){1, 2, 5}[rnd_in(0, 2)];
+        s.group = kind == 0 ? 1 : kind == 1 ? rnd_in(2, 3) : rnd_in(1, 40);
+        s.ci = kind >= 2 ? s.group : s.group * rnd_in(1, 24);
+        s.co = kind == 3 ? 2 * s.ci : kind == 2 ? s.ci : s.group * rnd_in(1, 24);
+        s.kh = rnd_in(1, 5);
+        s.kw = rnd_in(0, 2) ? s.kh : rnd_in(1, 5);
+        s.sh = rnd_in(1, 3);
+        s.sw = rnd_in(1, 3);
+        s.dh = rnd_in(1, 2);
+        s.dw = rnd_in(1, 2);
+        s.h = rnd_in(1, 6);
+        s.w = rnd_in(1, 6);
+        s.pt = rnd_in(0, s.kh);
+        s.pl = rnd_in(0, s.kw);
+        if (!conv_out(&s, rnd_in(0, s.kh), rnd_in(0, s.kw)) || s.oh != 1 || s.ow != 1) {
+            i--;
+            continue;
+        }
+        if (rnd_in(0, 3) == 0)
+            s.lo = 0, s.hi = rnd_in(0, 1) ? 0.5f : INFINITY;
+        conv_cmp_algo(&s, (i & 1) ? c2 : c1, (int)rnd_in(0, 1), "pixel random", rnd_in(0, 1) ? P : -1);
     }
 }
 
@@ -913,6 +1057,41 @@ static void bench_3x3(int nthreads)
     ctx_free(c);
 }
 
+/* The 1x1-output layers of ResNet-18 (layer4) and MobileNetV2 on 28x28
+ * Fashion-MNIST at batch 64, with their fused Relu (hi = INFINITY) or Relu6:
+ * the algorithm picked before the pixel path (and im2col for the Winograd
+ * one), then the pixel path. */
+static void bench_pixel(qd_ctx *c)
+{
+    static const struct {
+        const char *name;
+        int64_t ci, hw, co, k, st, p, g;
+        float hi; /* clamp [0, hi]; 0: none */
+        int old;
+    } L[] = {
+        {"r18 l4.0.conv1 3x3 s2 256->512 2x2", 256, 2, 512, 3, 2, 1, 1, INFINITY, QD_CONV_IM2COL},
+        {"r18 l4.0.down 1x1 s2 256->512 2x2", 256, 2, 512, 1, 2, 0, 1, 0, QD_CONV_IM2COL},
+        {"r18 l4 3x3 512->512 1x1", 512, 1, 512, 3, 1, 1, 1, INFINITY, QD_CONV_WINOGRAD},
+        {"r18 l4 3x3 512->512 1x1", 512, 1, 512, 3, 1, 1, 1, INFINITY, QD_CONV_IM2COL},
+        {"mbv2 1x1 160->960 1x1", 160, 1, 960, 1, 1, 0, 1, 6, QD_CONV_GEMM1X1},
+        {"mbv2 1x1 960->160 1x1", 960, 1, 160, 1, 1, 0, 1, 0, QD_CONV_GEMM1X1},
+        {"mbv2 1x1 960->320 1x1", 960, 1, 320, 1, 1, 0, 1, 0, QD_CONV_GEMM1X1},
+        {"mbv2 1x1 320->1280 1x1", 320, 1, 1280, 1, 1, 0, 1, 6, QD_CONV_GEMM1X1},
+        {"mbv2 dw 3x3 960ch 1x1", 960, 1, 960, 3, 1, 1, 960, 6, QD_CONV_DEPTHWISE},
+        {"mbv2 dw 3x3 s2 576ch 2x2", 576, 2, 576, 3, 2, 1, 576, 6, QD_CONV_DEPTHWISE},
+    };
+    for (size_t i = 0; i < sizeof L / sizeof L[0]; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s b64", L[i].name);
+        qd_conv_shape s = shape2d(64, L[i].ci, L[i].hw, L[i].hw, L[i].co, L[i].k, L[i].st, 1, L[i].p, L[i].g);
+        if (L[i].hi > 0)
+            s.lo = 0, s.hi = L[i].hi;
+        bench_algo(name, &s, c, 20, L[i].old);
+        if (i != 2) /* the next row is the same layer */
+            bench_algo(name, &s, c, 20, QD_CONV_PIXEL);
+    }
+}
+
 static void bench(void)
 {
     qd_ctx *cs[2] = {ctx_new(1), ctx_new(2)};
@@ -931,6 +1110,7 @@ static void bench(void)
         bench_one("mbv2 dw 3x3 s2 144ch 56 b64", &s, cs[t], 5);
         s = shape2d(64, 24, 56, 56, 144, 1, 1, 1, 0, 1);
         bench_one("mbv2 1x1 24->144 56x56 b64", &s, cs[t], 5);
+        bench_pixel(cs[t]);
     }
     ctx_free(cs[0]);
     ctx_free(cs[1]);
@@ -942,6 +1122,12 @@ int main(int argc, char **argv)
         bench_3x3(atoi(argv[2]));
         return 0;
     }
+    if (argc > 2 && !strcmp(argv[1], "--benchpixel")) {
+        qd_ctx *c = ctx_new(atoi(argv[2]));
+        bench_pixel(c);
+        ctx_free(c);
+        return 0;
+    }
     if (argc > 1 && !strcmp(argv[1], "--bench")) {
         bench();
         return 0;
@@ -951,6 +1137,7 @@ int main(int argc, char **argv)
     test_conv_random(c1, c2, 400);
     test_conv_winograd(c1, c2, 300);
     test_conv_1x1(c1, c2, 200);
+    test_conv_pixel(c1, c2, 400);
     test_convt_random(c1, c2, 150);
     test_conv_op(c1, c2);
     test_convt_op_known(c1);
