@@ -440,6 +440,25 @@ static const qd_terr_row *terr_row(const dbg *g, int qi)
 
 static const char *qname(dbg *g, int qi) { return qd_sim_get(g->s, qi)->name; }
 
+/* "pc+cle" -> "per-channel weights + CLE" */
+static const char *fix_words(const char *label, char *buf, size_t n)
+{
+    static const char *const map[][2] = {{"pc", "per-channel weights"}, {"cle", "CLE"}, {"bc", "bias correction"},
+                                         {"ada", "AdaRound"}, {"none", "none"}};
+    char tmp[48];
+    size_t at = 0;
+    snprintf(tmp, sizeof tmp, "%s", label);
+    buf[0] = 0;
+    for (char *save = NULL, *t = strtok_r(tmp, "+", &save); t && at < n; t = strtok_r(NULL, "+", &save)) {
+        const char *w = t;
+        for (size_t i = 0; i < sizeof map / sizeof *map; i++)
+            if (!strcmp(t, map[i][0]))
+                w = map[i][1];
+        at += (size_t)snprintf(buf + at, n - at, "%s%s", at ? " + " : "", w);
+    }
+    return buf;
+}
+
 static void step_reco(dbg *g)
 {
     const char *mname = g->ref.labeled ? "top-1" : "agreement";
@@ -457,8 +476,10 @@ static void step_reco(dbg *g)
              g->target, dt, mname, metric(&g->tgt.r), fp32_metric(g), g->max_drop);
     if (g->ran[S_WA]) {
         double dw = drop(g, &g->wonly.r), da = drop(g, &g->aonly.r);
-        const char *who = dw > 1.5 * da + 0.2 ? "weights dominate" : da > 1.5 * dw + 0.2 ? "activations dominate"
-                                                                                         : "weights and activations both matter";
+        const char *who = dw < 0.5 * g->max_drop && da < 0.5 * g->max_drop ? "Neither weights nor activations lose much alone"
+                          : dw > 1.5 * da + 0.2                            ? "Weights dominate"
+                          : da > 1.5 * dw + 0.2                            ? "Activations dominate"
+                                                                           : "Weights and activations both matter";
         reco(g, "%s: weights alone at %d bits cost %.2f points, activations alone at %d bits %.2f points.", who,
              g->wbits, dw, g->abits, da);
         /* the cheapest grid cell within budget */
@@ -480,9 +501,11 @@ static void step_reco(dbg *g)
         for (int i = 0; i < g->nafix; i++)
             if (ba < 0 || metric(&g->afix[i].r) > metric(&g->afix[ba].r))
                 ba = i;
-        if (bw >= 0)
-            reco(g, "Best weight fix: %s, %+.2f points (%s %.4f).", g->wfix[bw].label,
+        if (bw >= 0) {
+            char words[96];
+            reco(g, "Best weight fix: %s, %+.2f points (%s %.4f).", fix_words(g->wfix[bw].label, words, sizeof words),
                  100.0 * (metric(&g->wfix[bw].r) - metric(&g->tgt.r)), mname, metric(&g->wfix[bw].r));
+        }
         if (ba >= 0) {
             const char *worst = NULL;
             const qd_terr_row *wr = NULL;
@@ -491,7 +514,11 @@ static void step_reco(dbg *g)
                 if (r->kind != QD_QK_PARAM && r->local.n && (!wr || r->local.clip_frac > wr->local.clip_frac))
                     wr = r, worst = qname(g, r->q);
             }
-            if (wr && wr->local.clip_frac > 0)
+            double gain = 100.0 * (metric(&g->afix[ba].r) - metric(&g->tgt.r));
+            const char *cur = g->base.range ? g->base.range : "sqnr";
+            if (gain <= 0 || !strcmp(g->afix[ba].label, cur))
+                reco(g, "Activation ranges: no method tried beats %s, the one in use.", cur);
+            else if (wr && wr->local.clip_frac > 0)
                 reco(g, "Best activation range: %s, %+.2f points; %s clips %.2f%% of its values at %d bits (local "
                         "SQNR %.1f dB).",
                      g->afix[ba].label, 100.0 * (metric(&g->afix[ba].r) - metric(&g->tgt.r)), worst,
