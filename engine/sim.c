@@ -608,6 +608,8 @@ static void apply_biases(qd_sim *s, int int_bias)
         const qd_encoding *in = NULL;
         if (int_bias && !s->float_bias && qd_quantizer_active(w) && w->nenc && (w->nenc == 1 || (size_t)w->nenc == nb))
             in = grid_of(s, s->g->nodes[l->node].in[0]);
+        if (in && in->bits > QD_INT32_BIAS_MAX_ACT_BITS)
+            in = NULL;
         l->on = in != NULL;
         if (!l->on) {
             memcpy(dst, b->data, nb * sizeof *dst);

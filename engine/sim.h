@@ -15,7 +15,10 @@
  *     kernels hold them (QLinearConv, TFLite, NPUs): int32 on the grid
  *     s_in * s_w[c], where s_in is the scale of the quantizer the node's
  *     input comes from (through data-movement ops) and s_w[c] the weight's
- *     (per channel or not). Only when both are enabled; float_bias turns it
+ *     (per channel or not). Only when both are enabled and the input has at
+ *     most QD_INT32_BIAS_MAX_ACT_BITS bits: kernels on wider activations hold
+ *     wider biases (TFLite's 16x8 mode: int64), and an int32 grid of s_in * s_w
+ *     would saturate at W16A16; such biases stay FP32. float_bias turns it
  *     off (AIMET's own sim keeps such biases in FP32).
  * Quantizers are named by the ONNX tensor they quantize.
  *
@@ -34,6 +37,9 @@
 #include "graph.h"
 #include "qconfig.h"
 #include "quant.h"
+
+/* Widest input activation whose Conv/Gemm biases are simulated as int32. */
+#define QD_INT32_BIAS_MAX_ACT_BITS 8
 
 typedef enum qd_qkind { QD_QK_INPUT, QD_QK_ACT, QD_QK_PARAM } qd_qkind;
 

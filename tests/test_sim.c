@@ -357,6 +357,17 @@ static void test_int32_bias(const char *model, int per_channel)
         ok(b0.on && b0.scale[0] != s1 && b0.scale[0] == (float)qi->enc[0].scale *
                                                            (float)qd_sim_get(s, qd_sim_find(s, g->values[n0->in[1]].name))->enc[0].scale,
            "%s: bias scale follows the input range (%g -> %g)", what, s1, b0.n ? b0.scale[0] : 0);
+        /* a 16-bit input: integer kernels hold the bias wider than int32 (TFLite's 16x8 mode uses
+         * int64); the sim keeps it FP32 (an int32 grid of s_in * s_w would saturate at W16A16) */
+        qd_override b16 = {.set = QD_OV_BITS, .bits = 16}, b8 = {.set = QD_OV_BITS, .bits = 8};
+        ok(qd_sim_override(s, qi->name, &b16, NULL, &e) == 0 && qd_sim_update(s, &e) == 0, "%s: 16 bits: %s",
+           what, e.msg);
+        qd_sim_bias_get(s, 0, &b0);
+        ok(!b0.on && memcmp(bq, bf, nbytes) == 0, "%s: %s at 16 bits: bias FP32", what, qi->name);
+        ok(qd_sim_override(s, qi->name, &b8, NULL, &e) == 0 && qd_sim_update(s, &e) == 0, "%s: 8 bits: %s",
+           what, e.msg);
+        qd_sim_bias_get(s, 0, &b0);
+        ok(b0.on, "%s: %s at 8 bits: bias int32 again", what, qi->name);
         /* the weight off: FP32 bias */
         ok(qd_sim_override(s, g->values[n0->in[1]].name, &off, NULL, &e) == 0, "%s: weight off", what);
         qd_sim_apply(s);
