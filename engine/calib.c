@@ -926,8 +926,9 @@ static void resample(const qd_stats *s, double *dst, int n, double a0, double a1
     }
 }
 
-/* Windows tried per search (each O(levels) with a log per level). */
-enum { KL_WINDOWS = 128 };
+/* Windows tried per search (each O(levels) with a log per level); reference
+ * bins per grid level. */
+enum { KL_WINDOWS = 128, KL_BINS_PER_LEVEL = 16 };
 
 /* Smallest-KL window [0, i) of a one-sided reference, i >= L: a strided
  * scan over i, then every i next to the best. */
@@ -1000,14 +1001,23 @@ static int kl_enc(const qd_stats *s, const qd_qscheme *sch, qd_encoding *out, qd
         *out = qd_quant_encoding(s->fmin, s->fmax, sch);
         return QD_OK;
     }
+    /* KL_BINS_PER_LEVEL reference bins per level (TensorRT: 2048 for 128):
+     * the smallest window, L bins, is then the same share of the range at
+     * every bit-width; with all NB bins at 4 bits, windows down to 15 of
+     * 2048 bins let the search clip nearly everything */
+    int nb = L * KL_BINS_PER_LEVEL < NB ? L * KL_BINS_PER_LEVEL : NB;
     double ref[NB];
     klref k;
     double a0 = one_sided ? 0 : s->fmin;
     double a1 = one_sided ? dmax(-s->fmin, s->fmax) : s->fmax;
-    resample(s, ref, NB, a0, a1, one_sided);
-    if (klref_init(&k, ref, NB))
+    resample(s, ref, nb, a0, a1, one_sided);
+    /* the bin of 0 is left out (as ncnn's and caffe-int8's KL calibrations
+     * do): zero is exact on every grid, and after a Relu it holds half the
+     * mass, so the divergence of splitting it would pick tiny ranges */
+    ref[one_sided ? 0 : clampi(floor(-a0 / ((a1 - a0) / nb)), 0, nb - 1)] = 0;
+    if (klref_init(&k, ref, nb))
         return qd_errf(e, QD_EFAIL, "kl calibration: out of memory");
-    double bw = (a1 - a0) / NB;
+    double bw = (a1 - a0) / nb;
     if (one_sided) {
         double t = kl_one_sided(&k, L) * bw;
         if (signed_grid)
@@ -1017,7 +1027,7 @@ static int kl_enc(const qd_stats *s, const qd_qscheme *sch, qd_encoding *out, qd
         else
             *out = qd_quant_encoding(-t, 0, sch);
     } else {
-        int a, b, zbin = clampi(floor(-a0 / bw), 0, NB - 1);
+        int a, b, zbin = clampi(floor(-a0 / bw), 0, nb - 1);
         kl_two_sided(&k, L, zbin, &a, &b);
         *out = qd_quant_encoding(a0 + a * bw, a0 + b * bw, sch);
     }
