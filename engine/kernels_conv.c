@@ -1,7 +1,8 @@
 /* kernels_conv.c - convolution kernels (see kernels_conv.h): im2col tiles +
- * sgemm, Winograd F(2x2, 3x3) + sgemm, a direct depthwise kernel, the live
- * taps of a single output pixel + sgemm, sgemm + col2im for the transpose,
- * and the reference loops they are tested against. */
+ * sgemm, Winograd F(2x2, 3x3) + sgemm, a direct depthwise kernel (by VL
+ * channels on small planes), the live taps of a single output pixel or of a
+ * small plane as one matrix + sgemm, sgemm + col2im for the transpose, and
+ * the reference loops they are tested against. */
 #include "kernels_conv.h"
 
 #include <limits.h>
@@ -59,6 +60,20 @@ static inline vf vclamp(vf v, vf lo, vf hi) { return _mm512_min_ps(hi, _mm512_ma
 /* the first n < VL lanes; the others read as 0, are not written */
 static inline vf vld_n(const float *p, int64_t n) { return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p); }
 static inline void vst_n(float *p, vf v, int64_t n) { _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), v); }
+/* p[idx[0]], ..., p[idx[VL-1]] */
+static inline vf vgather(const float *p, const int32_t *idx) { return _mm512_i32gather_ps(_mm512_loadu_si512(idx), p, 4); }
+/* the same, 0 where idx < 0 */
+static inline vf vgather_m(const float *p, const int32_t *idx)
+{
+    __m512i i = _mm512_loadu_si512(idx);
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), _mm512_cmpge_epi32_mask(i, _mm512_setzero_si512()), i, p, 4);
+}
+/* p[idx[l]] = v[l] where idx[l] >= 0 */
+static inline void vscatter_m(float *p, const int32_t *idx, vf v)
+{
+    __m512i i = _mm512_loadu_si512(idx);
+    _mm512_mask_i32scatter_ps(p, _mm512_cmpge_epi32_mask(i, _mm512_setzero_si512()), i, v, 4);
+}
 #elif defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define VL 8
@@ -96,6 +111,24 @@ static inline __m256i vmask_n(int64_t n)
 }
 static inline vf vld_n(const float *p, int64_t n) { return _mm256_maskload_ps(p, vmask_n(n)); }
 static inline void vst_n(float *p, vf v, int64_t n) { _mm256_maskstore_ps(p, vmask_n(n), v); }
+static inline vf vgather(const float *p, const int32_t *idx)
+{
+    return _mm256_i32gather_ps(p, _mm256_loadu_si256((const __m256i *)idx), 4);
+}
+static inline vf vgather_m(const float *p, const int32_t *idx)
+{
+    __m256i i = _mm256_loadu_si256((const __m256i *)idx);
+    __m256 m = _mm256_castsi256_ps(_mm256_cmpgt_epi32(i, _mm256_set1_epi32(-1)));
+    return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), p, i, m, 4);
+}
+static inline void vscatter_m(float *p, const int32_t *idx, vf v)
+{
+    float t[VL];
+    vst(t, v);
+    for (int l = 0; l < VL; l++)
+        if (idx[l] >= 0)
+            p[idx[l]] = t[l];
+}
 #else
 #define VL 4
 typedef float vf __attribute__((vector_size(VL * sizeof(float))));
@@ -132,6 +165,22 @@ static inline void vst_n(float *p, vf v, int64_t n)
     float t[VL];
     vst(t, v);
     memcpy(p, t, (size_t)n * sizeof *p);
+}
+static inline vf vgather(const float *p, const int32_t *idx) { return (vf){p[idx[0]], p[idx[1]], p[idx[2]], p[idx[3]]}; }
+static inline vf vgather_m(const float *p, const int32_t *idx)
+{
+    float t[VL];
+    for (int l = 0; l < VL; l++)
+        t[l] = idx[l] >= 0 ? p[idx[l]] : 0.0f;
+    return vld(t);
+}
+static inline void vscatter_m(float *p, const int32_t *idx, vf v)
+{
+    float t[VL];
+    vst(t, v);
+    for (int l = 0; l < VL; l++)
+        if (idx[l] >= 0)
+            p[idx[l]] = t[l];
 }
 static inline vf vclamp(vf v, vf lo, vf hi)
 {
@@ -352,6 +401,54 @@ static void im2col(const qd_conv_shape *s, int64_t cig, const float *x, int64_t 
             }
 }
 
+/* Output planes of up to SMALL_PLANE pixels: im2col goes through a table of
+ * source offsets instead of row by row (the calls cost more than the short
+ * rows they copy), and 1x1 convs with a small K gather images side by side
+ * too rather than go image by image (gemm_smallk's blocks are 2 VL wide). */
+#ifndef SMALL_PLANE
+#define SMALL_PLANE 16
+#endif
+/* gemm_images: for planes over VL/2 pixels, gathering for gemm_smallk pays
+ * from this many output channels (measured on 4x4 planes) */
+#define SMALLK_GATHER_ROWS 32
+
+/* off (kh*kw, oh*ow) and VL more -1s: where tap (ky, kx) of output pixel p
+ * reads in an input plane, -1 for padding */
+static void small_taps(const qd_conv_shape *s, int32_t *off)
+{
+    for (int64_t ky = 0; ky < s->kh; ky++)
+        for (int64_t kx = 0; kx < s->kw; kx++)
+            for (int64_t oy = 0; oy < s->oh; oy++)
+                for (int64_t ox = 0; ox < s->ow; ox++) {
+                    int64_t iy = oy * s->sh - s->pt + ky * s->dh, ix = ox * s->sw - s->pl + kx * s->dw;
+                    *off++ = iy >= 0 && iy < s->h && ix >= 0 && ix < s->w ? (int32_t)(iy * s->w + ix) : -1;
+                }
+    for (int l = 0; l < VL; l++)
+        *off++ = -1;
+}
+
+/* col (cig*kh*kw, oh*ow), row stride ld, from x (cig, h, w) through off;
+ * a 1x1 stride-1 unpadded conv copies the planes as they are */
+static void im2col_small(const qd_conv_shape *s, int64_t cig, const int32_t *off, int direct, const float *x,
+                         float *col, int64_t ld)
+{
+    int64_t k2 = s->kh * s->kw, ohw = s->oh * s->ow, hw = s->h * s->w;
+    for (int64_t c = 0; c < cig; c++, x += hw)
+        for (int64_t t = 0; t < k2; t++) {
+            const int32_t *o = off + t * ohw;
+            float *d = col + (c * k2 + t) * ld;
+            if (direct) {
+                copy_f(d, x, ohw);
+                continue;
+            }
+            int64_t p = 0;
+            for (; p + VL <= ohw; p += VL)
+                vst(d + p, vgather_m(x, o + p));
+            if (p < ohw)
+                vst_n(d + p, vgather_m(x, o + p), ohw - p);
+        }
+}
+
 /* y (rows, cols), row stride ldy, = clamp(t (rows, cols), row stride ldt, + b[r]) */
 static void store_rows(float *y, int64_t ldy, const float *t, int64_t ldt, int64_t rows, int64_t cols,
                        const float *b, float lo, float hi)
@@ -500,22 +597,40 @@ static int gemm_images(gemm_job *j, int64_t n0, int64_t n1, int64_t g, int tid)
     const qd_conv_shape *s = j->s;
     int64_t G = s->group, cig = s->ci / G, cog = s->co / G, K = cig * s->kh * s->kw;
     int64_t ohw = s->oh * s->ow, cols = (n1 - n0) * ohw;
-    if (j->direct && use_smallk(cog, K)) { /* no gathering needed: image by image */
+    const float *wg = j->w + g * cog * K, *bias = j->b ? j->b + g * cog : NULL;
+    int smallk = j->direct && use_smallk(cog, K), small = ohw <= SMALL_PLANE;
+    /* smallk image by image fills ohw of 2 VL columns per block: gathered
+     * unless the blocks are over a quarter full and few rows pay for it */
+    if (smallk && (!small || (ohw > VL / 2 && cog < SMALLK_GATHER_ROWS))) {
         for (int64_t n = n0; n < n1; n++)
-            gemm_smallk(cog, ohw, K, j->w + g * cog * K, j->x + (n * s->ci + g * cig) * s->h * s->w, ohw,
-                        j->b ? j->b + g * cog : NULL, j->y + (n * s->co + g * cog) * ohw, ohw, s->lo, s->hi);
+            gemm_smallk(cog, ohw, K, wg, j->x + (n * s->ci + g * cig) * s->h * s->w, ohw, bias,
+                        j->y + (n * s->co + g * cog) * ohw, ohw, s->lo, s->hi);
         return QD_OK;
     }
-    float *col = qd_ctx_scratch(j->ctx, tid, (size_t)((K + cog) * cols) * sizeof(float));
-    if (!col)
+    /* scratch: the offset table (small planes), col (K, cols), t (cog, cols) */
+    size_t tab = small ? ((size_t)(s->kh * s->kw * ohw + VL) * sizeof(int32_t) + 63) & ~(size_t)63 : 0;
+    char *mem = qd_ctx_scratch(j->ctx, tid, tab + (size_t)((K + cog) * cols) * sizeof(float));
+    if (!mem)
         return QD_EFAIL;
-    float *t = col + K * cols;
-    for (int64_t n = n0; n < n1; n++)
-        im2col(s, cig, j->x + (n * s->ci + g * cig) * s->h * s->w, 0, s->oh, col + (n - n0) * ohw, cols);
-    int rc = qd_sgemm(0, 0, cog, cols, K, 1.0f, j->w + g * cog * K, K, col, cols, 0.0f, t, cols);
+    int32_t *off = (int32_t *)mem;
+    float *col = (float *)(mem + tab), *t = col + K * cols;
+    if (small)
+        small_taps(s, off);
+    for (int64_t n = n0; n < n1; n++) {
+        const float *xn = j->x + (n * s->ci + g * cig) * s->h * s->w;
+        if (small)
+            im2col_small(s, cig, off, j->direct, xn, col + (n - n0) * ohw, cols);
+        else
+            im2col(s, cig, xn, 0, s->oh, col + (n - n0) * ohw, cols);
+    }
+    int rc = QD_OK;
+    if (smallk) /* bias and clamp in the kernel; t is copied out as it is */
+        gemm_smallk(cog, cols, K, wg, col, cols, bias, t, cols, s->lo, s->hi);
+    else
+        rc = qd_sgemm(0, 0, cog, cols, K, 1.0f, wg, K, col, cols, 0.0f, t, cols);
     for (int64_t n = n0; n < n1; n++)
         store_rows(j->y + (n * s->co + g * cog) * ohw, ohw, t + (n - n0) * ohw, cols, cog, ohw,
-                   j->b ? j->b + g * cog : NULL, s->lo, s->hi);
+                   smallk ? NULL : bias, smallk ? -INFINITY : s->lo, smallk ? INFINITY : s->hi);
     return rc;
 }
 
@@ -790,9 +905,122 @@ static void dw_items(void *arg, int64_t begin, int64_t end, int tid)
     }
 }
 
+/* ---- depthwise on small output planes: VL channels at a time ----
+ * With a few outputs per plane the kernel above computes VL-wide row blocks
+ * that are mostly masked lanes, one (image, channel) at a time. Here an item
+ * is VL output channels oc0.. of one image: their input planes are gathered
+ * pixel-major,
+ *   xt (h*w, VL),   xt[q][l] = x[i][(oc0 + l) / mult][q]
+ * every output pixel sums its live taps over whole vectors of channels,
+ *   yt (oh*ow, VL), yt[p][l] = b[oc0 + l] + sum over live (q, t) of xt[q][l] * wt[t][l]
+ * with wt (kh*kw, VL) the block's weights, and yt is gathered back into y
+ * (the block's m*oh*ow outputs are contiguous there). */
+
+#ifndef DWS_PLANE
+#define DWS_PLANE SMALL_PLANE /* output pixels up to which it beats the direct kernel */
+#endif
+#define DWS_MAX_TAPS 64       /* kh*kw, so that the tap list fits in the job */
+#define DWS_MAX_IN 256        /* h*w, so that xt and its indices stay in L1 */
+
+typedef struct dws_job {
+    const qd_conv_shape *s;
+    const float *x, *w, *b;
+    float *y;
+    qd_ctx *ctx;
+    int16_t start[DWS_PLANE + 1];         /* output pixel p's live taps: [start[p], start[p+1]) */
+    int16_t tq[DWS_PLANE * DWS_MAX_TAPS]; /* a live tap's input pixel */
+    int16_t tt[DWS_PLANE * DWS_MAX_TAPS]; /* and the tap, ky*kw + kx */
+    atomic_int fail;
+} dws_job;
+
+static int dws_can(const qd_conv_shape *s)
+{
+    return s->oh * s->ow <= DWS_PLANE && s->kh * s->kw <= DWS_MAX_TAPS && s->h * s->w <= DWS_MAX_IN &&
+           s->ci * s->h * s->w <= INT32_MAX;
+}
+
+/* items are (channel block, image), block-major: a thread's run of items
+ * gathers a block's weights and indices once */
+static void dws_items(void *arg, int64_t begin, int64_t end, int tid)
+{
+    dws_job *j = arg;
+    const qd_conv_shape *s = j->s;
+    int64_t co = s->co, mult = s->co / s->ci, hw = s->h * s->w, ohw = s->oh * s->ow, k2 = s->kh * s->kw;
+    /* scratch: wt (k2, VL), xt (hw, VL), yt (ohw, VL); xi (hw, VL), yi (ohw, VL) the gathers' indices */
+    float *wt = qd_ctx_scratch(j->ctx, tid, (size_t)(2 * (k2 + hw + ohw) * VL) * sizeof(float));
+    if (!wt) {
+        atomic_store(&j->fail, 1);
+        return;
+    }
+    float *xt = wt + k2 * VL, *yt = xt + hw * VL;
+    int32_t *xi = (int32_t *)(yt + ohw * VL), *yi = xi + hw * VL;
+    for (int64_t k = 0; k < ohw * VL; k++) /* y block position k is yt[k % ohw][k / ohw] */
+        yi[k] = (int32_t)(k % ohw * VL + k / ohw);
+    int act = has_clamp(s->lo, s->hi);
+    vf vlo = vsplat(s->lo), vhi = vsplat(s->hi), vb = vsplat(0.0f);
+    int64_t blk = -1, oc0 = 0, m = 0, c0 = 0;
+    for (int64_t it = begin; it < end; it++) {
+        if (it / s->n != blk) { /* a new channel block: weights, bias, gather indices */
+            blk = it / s->n;
+            oc0 = blk * VL;
+            m = min64(VL, co - oc0);
+            c0 = oc0 / mult;
+            for (int64_t l = 0; l < VL; l++) { /* lanes past m repeat lane 0 and are not stored */
+                int64_t oc = oc0 + (l < m ? l : 0);
+                for (int64_t t = 0; t < k2; t++)
+                    wt[t * VL + l] = j->w[oc * k2 + t];
+                for (int64_t q = 0; q < hw; q++)
+                    xi[q * VL + l] = (int32_t)((oc / mult - c0) * hw + q);
+            }
+            vb = !j->b ? vsplat(0.0f) : m == VL ? vld(j->b + oc0) : vld_n(j->b + oc0, m);
+        }
+        int64_t i = it % s->n;
+        const float *xb = j->x + (i * s->ci + c0) * hw;
+        for (int64_t q = 0; q < hw; q++)
+            vst(xt + q * VL, vgather(xb, xi + q * VL));
+        for (int64_t p = 0; p < ohw; p++) {
+            vf acc = vb;
+            for (int64_t k = j->start[p]; k < j->start[p + 1]; k++)
+                acc = vfma(vld(xt + j->tq[k] * VL), vld(wt + j->tt[k] * VL), acc);
+            vst(yt + p * VL, act ? vclamp(acc, vlo, vhi) : acc);
+        }
+        float *yb = j->y + (i * co + oc0) * ohw;
+        int64_t k = 0, ny = m * ohw;
+        for (; k + VL <= ny; k += VL)
+            vst(yb + k, vgather(yt, yi + k));
+        if (k < ny)
+            vst_n(yb + k, vgather(yt, yi + k), ny - k);
+    }
+}
+
+static int conv_dw_small(const qd_conv_shape *s, const float *x, const float *w, const float *b,
+                         float *y, qd_ctx *ctx)
+{
+    dws_job j = {.s = s, .x = x, .w = w, .b = b, .y = y, .ctx = ctx};
+    int k = 0;
+    for (int64_t oy = 0; oy < s->oh; oy++)
+        for (int64_t ox = 0; ox < s->ow; ox++) {
+            j.start[oy * s->ow + ox] = (int16_t)k;
+            for (int64_t ky = 0; ky < s->kh; ky++)
+                for (int64_t kx = 0; kx < s->kw; kx++) {
+                    int64_t iy = oy * s->sh - s->pt + ky * s->dh, ix = ox * s->sw - s->pl + kx * s->dw;
+                    if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w)
+                        continue;
+                    j.tq[k] = (int16_t)(iy * s->w + ix);
+                    j.tt[k++] = (int16_t)(ky * s->kw + kx);
+                }
+        }
+    j.start[s->oh * s->ow] = (int16_t)k;
+    atomic_init(&j.fail, 0);
+    qd_ctx_for(ctx, (s->co + VL - 1) / VL * s->n, 1, dws_items, &j);
+    return atomic_load(&j.fail) ? QD_EFAIL : QD_OK;
+}
+
 static int conv_depthwise(const qd_conv_shape *s, const float *x, const float *w, const float *b,
                           float *y, qd_ctx *ctx)
 {
+    if (dws_can(s))
+        return conv_dw_small(s, x, w, b, y, ctx);
     dw_job j = {.s = s, .x = x, .w = w, .b = b, .y = y, .ctx = ctx, .span = dw_span(s)};
     atomic_init(&j.fail, 0);
     qd_ctx_for(ctx, s->n * s->ci, 1, dw_items, &j);
@@ -828,6 +1056,7 @@ typedef struct wino_job {
     qd_ctx *ctx;
     int64_t th, tw;        /* tile rows and columns per image */
     int64_t tb;            /* tiles per block */
+    int gather;            /* small planes: wino_input_g, wino_output_g */
     size_t ubytes;         /* U's bytes, rounded to 64 */
     atomic_int fail;
 } wino_job;
@@ -877,6 +1106,40 @@ static int64_t wino_seg(const wino_job *j, int64_t t, int64_t t1, int64_t *n, in
     return min64(j->tw - *tx, t1 - t);
 }
 
+/* o[xi*xs ..] (nv lanes) = (B^T d B)[xi] of the patches d of VL tiles */
+static inline void wino_in_tf(vf d[4][4], float *o, int64_t xs, int64_t nv)
+{
+    vf e[4][4];
+    for (int q = 0; q < 4; q++) {
+        e[0][q] = vsub(d[0][q], d[2][q]);
+        e[1][q] = vadd(d[1][q], d[2][q]);
+        e[2][q] = vsub(d[2][q], d[1][q]);
+        e[3][q] = vsub(d[1][q], d[3][q]);
+    }
+    for (int i = 0; i < 4; i++) {
+        vf r4[4] = {vsub(e[i][0], e[i][2]), vadd(e[i][1], e[i][2]), vsub(e[i][2], e[i][1]), vsub(e[i][1], e[i][3])};
+        for (int q = 0; q < 4; q++) {
+            if (nv == VL)
+                vst(o + (i * 4 + q) * xs, r4[q]);
+            else
+                vst_n(o + (i * 4 + q) * xs, r4[q], nv);
+        }
+    }
+}
+
+/* e = the two rows of A^T M (each of 4 columns) for VL tiles at p, M[xi] at p + xi*ms */
+static inline void wino_out_rows(const float *p, int64_t ms, int64_t nv, vf e[2][4])
+{
+    for (int q = 0; q < 4; q++) {
+        vf m0 = nv == VL ? vld(p + q * ms) : vld_n(p + q * ms, nv);
+        vf m1 = nv == VL ? vld(p + (4 + q) * ms) : vld_n(p + (4 + q) * ms, nv);
+        vf m2 = nv == VL ? vld(p + (8 + q) * ms) : vld_n(p + (8 + q) * ms, nv);
+        vf m3 = nv == VL ? vld(p + (12 + q) * ms) : vld_n(p + (12 + q) * ms, nv);
+        e[0][q] = vadd(vadd(m0, m1), m2);
+        e[1][q] = vsub(vsub(m1, m2), m3);
+    }
+}
+
 /* V[xi][c][col ..] = (B^T d B)[xi] for tiles [t0, t1) of the block, col = t - t0;
  * V (16, ci, tb). Vectors of VL tiles along a tile row read the input rows
  * in place (zrow (w) above and below the plane, masked loads at its edges). */
@@ -900,7 +1163,7 @@ static void wino_input(const wino_job *j, int64_t t0, int64_t t1, float *v, cons
             for (int64_t k = 0; k < cnt; k += VL) {
                 int64_t nv = min64(VL, cnt - k), a = 2 * (txa + k) - s->pl;
                 float *o = v + c * tb + (t - t0) + k;
-                vf d[4][4], e[4][4];
+                vf d[4][4];
                 if (a >= 0 && a + 2 * VL + 3 <= w) /* vld_even reads 2 VL from a + q */
                     for (int r = 0; r < 4; r++)
                         for (int q = 0; q < 4; q++)
@@ -913,22 +1176,7 @@ static void wino_input(const wino_job *j, int64_t t0, int64_t t1, float *v, cons
                         for (int r = 0; r < 4; r++)
                             d[r][q] = veven(vld_lanes(rows[r], a0, lo0, hi0), vld_lanes(rows[r], a1, lo1, hi1));
                     }
-                for (int q = 0; q < 4; q++) {
-                    e[0][q] = vsub(d[0][q], d[2][q]);
-                    e[1][q] = vadd(d[1][q], d[2][q]);
-                    e[2][q] = vsub(d[2][q], d[1][q]);
-                    e[3][q] = vsub(d[1][q], d[3][q]);
-                }
-                for (int i = 0; i < 4; i++) {
-                    vf r4[4] = {vsub(e[i][0], e[i][2]), vadd(e[i][1], e[i][2]), vsub(e[i][2], e[i][1]),
-                                vsub(e[i][1], e[i][3])};
-                    for (int q = 0; q < 4; q++) {
-                        if (nv == VL)
-                            vst(o + (i * 4 + q) * xs, r4[q]);
-                        else
-                            vst_n(o + (i * 4 + q) * xs, r4[q], nv);
-                    }
-                }
+                wino_in_tf(d, o, xs, nv);
             }
             t += cnt;
         }
@@ -949,16 +1197,8 @@ static void wino_output(const wino_job *j, int64_t t0, int64_t t1, const float *
             float *yp = j->y + ((n * co + oc) * oh + 2 * ty) * ow;
             for (int64_t k = 0; k < cnt; k += VL) {
                 int64_t nv = min64(VL, cnt - k), tx = txa + k;
-                const float *p = m + oc * tb + (t - t0) + k;
                 vf e[2][4];
-                for (int q = 0; q < 4; q++) {
-                    vf m0 = nv == VL ? vld(p + q * ms) : vld_n(p + q * ms, nv);
-                    vf m1 = nv == VL ? vld(p + (4 + q) * ms) : vld_n(p + (4 + q) * ms, nv);
-                    vf m2 = nv == VL ? vld(p + (8 + q) * ms) : vld_n(p + (8 + q) * ms, nv);
-                    vf m3 = nv == VL ? vld(p + (12 + q) * ms) : vld_n(p + (12 + q) * ms, nv);
-                    e[0][q] = vadd(vadd(m0, m1), m2);
-                    e[1][q] = vsub(vsub(m1, m2), m3);
-                }
+                wino_out_rows(m + oc * tb + (t - t0) + k, ms, nv, e);
                 int64_t ncol = min64(2 * nv, ow - 2 * tx);
                 for (int i = 0; i < 2 && 2 * ty + i < oh; i++) {
                     vf a = vadd(vadd(vadd(e[i][0], e[i][1]), e[i][2]), vb);
@@ -984,6 +1224,83 @@ static void wino_output(const wino_job *j, int64_t t0, int64_t t1, const float *
     }
 }
 
+/* Small planes (tiles per row below WINO_ROW_TILES): a vector of tiles
+ * along one row is mostly masked lanes, so the transforms go VL tiles of the
+ * block at a time across rows and images instead, through tables made per
+ * block: xo (16, tb) the offset of patch value (r, q) of each tile from x's
+ * channel c plane of image 0, yo (4, tb) that of output (i, jj) in y's
+ * channel oc; -1 for padding (read as 0) and outputs past the plane. */
+#ifndef WINO_ROW_TILES
+#define WINO_ROW_TILES 8
+#endif
+
+static void wino_tables(const wino_job *j, int64_t t0, int64_t t1, int32_t *xo, int32_t *yo)
+{
+    const qd_conv_shape *s = j->s;
+    int64_t tb = j->tb, T = j->th * j->tw;
+    for (int64_t l = 0; l < tb; l++) {
+        int64_t t = t0 + l, n = t / T, ty = t % T / j->tw, tx = t % j->tw;
+        for (int r = 0; r < 4; r++)
+            for (int q = 0; q < 4; q++) {
+                int64_t iy = 2 * ty - s->pt + r, ix = 2 * tx - s->pl + q;
+                int in = t < t1 && iy >= 0 && iy < s->h && ix >= 0 && ix < s->w;
+                xo[(r * 4 + q) * tb + l] = in ? (int32_t)((n * s->ci * s->h + iy) * s->w + ix) : -1;
+            }
+        for (int i = 0; i < 2; i++)
+            for (int jj = 0; jj < 2; jj++) {
+                int64_t oy = 2 * ty + i, ox = 2 * tx + jj;
+                int in = t < t1 && oy < s->oh && ox < s->ow;
+                yo[(i * 2 + jj) * tb + l] = in ? (int32_t)((n * s->co * s->oh + oy) * s->ow + ox) : -1;
+            }
+    }
+}
+
+static void wino_input_g(const wino_job *j, int64_t nt, const int32_t *xo, float *v)
+{
+    const qd_conv_shape *s = j->s;
+    int64_t ci = s->ci, tb = j->tb, xs = ci * tb, hw = s->h * s->w;
+    for (int64_t c = 0; c < ci; c++)
+        for (int64_t k = 0; k < nt; k += VL) {
+            vf d[4][4];
+            for (int r = 0; r < 4; r++)
+                for (int q = 0; q < 4; q++)
+                    d[r][q] = vgather_m(j->x + c * hw, xo + (r * 4 + q) * tb + k);
+            wino_in_tf(d, v + c * tb + k, xs, VL);
+        }
+}
+
+static void wino_output_g(const wino_job *j, int64_t nt, const int32_t *yo, const float *m)
+{
+    const qd_conv_shape *s = j->s;
+    int64_t co = s->co, tb = j->tb, ms = co * tb, ohw = s->oh * s->ow;
+    int act = has_clamp(s->lo, s->hi);
+    vf vlo = vsplat(s->lo), vhi = vsplat(s->hi);
+    for (int64_t oc = 0; oc < co; oc++) {
+        vf vb = vsplat(j->b ? j->b[oc] : 0.0f);
+        float *yc = j->y + oc * ohw;
+        for (int64_t k = 0; k < nt; k += VL) {
+            vf e[2][4];
+            wino_out_rows(m + oc * tb + k, ms, min64(VL, nt - k), e);
+            for (int i = 0; i < 2; i++) {
+                vf a = vadd(vadd(vadd(e[i][0], e[i][1]), e[i][2]), vb);
+                vf b = vadd(vsub(vsub(e[i][1], e[i][2]), e[i][3]), vb);
+                if (act)
+                    a = vclamp(a, vlo, vhi), b = vclamp(b, vlo, vhi);
+                vscatter_m(yc, yo + (i * 2) * tb + k, a);
+                vscatter_m(yc, yo + (i * 2 + 1) * tb + k, b);
+            }
+        }
+    }
+}
+
+/* Scratch bytes of one block: V, M, a zero row, the gather tables */
+static size_t wino_work(const wino_job *j)
+{
+    const qd_conv_shape *s = j->s;
+    return (size_t)(16 * (s->ci + s->co) * j->tb + s->w) * sizeof(float) +
+           (j->gather ? (size_t)(20 * j->tb) * sizeof(int32_t) : 0);
+}
+
 /* One block of tiles: input transform, 16 sgemms, output transform. */
 static int wino_block(wino_job *j, int64_t blk, int tid)
 {
@@ -991,18 +1308,25 @@ static int wino_block(wino_job *j, int64_t blk, int tid)
     int64_t ci = s->ci, co = s->co, tb = j->tb;
     int64_t t0 = blk * tb, t1 = min64(j->s->n * j->th * j->tw, t0 + tb);
     size_t head = tid == 0 ? j->ubytes : 0; /* thread 0's scratch starts with U */
-    size_t work = (size_t)(16 * (ci + co) * tb + s->w) * sizeof(float);
-    char *mem = qd_ctx_scratch(j->ctx, tid, head + work);
+    char *mem = qd_ctx_scratch(j->ctx, tid, head + wino_work(j));
     if (!mem)
         return QD_EFAIL;
     float *v = (float *)(mem + head), *m = v + 16 * ci * tb, *zrow = m + 16 * co * tb;
-    zero_f(zrow, s->w);
-    wino_input(j, t0, t1, v, zrow);
+    int32_t *xo = (int32_t *)(zrow + s->w), *yo = xo + 16 * tb;
+    if (j->gather) {
+        wino_tables(j, t0, t1, xo, yo);
+        wino_input_g(j, t1 - t0, xo, v);
+    } else {
+        zero_f(zrow, s->w);
+        wino_input(j, t0, t1, v, zrow);
+    }
     int rc = QD_OK;
     for (int xi = 0; xi < 16 && !rc; xi++)
         rc = qd_sgemm(0, 0, co, t1 - t0, ci, 1.0f, j->u + xi * co * ci, ci, v + xi * ci * tb, tb, 0.0f,
                       m + xi * co * tb, tb);
-    if (!rc)
+    if (!rc && j->gather)
+        wino_output_g(j, t1 - t0, yo, m);
+    else if (!rc)
         wino_output(j, t0, t1, m);
     return rc;
 }
@@ -1027,9 +1351,10 @@ static int conv_winograd(const qd_conv_shape *s, const float *x, const float *w,
     j.tb = min64(j.tb, max64(VL, (total + nt - 1) / nt)); /* a block per thread when few tiles */
     j.tb = (j.tb + VL - 1) / VL * VL;
     j.ubytes = ((size_t)(16 * s->co * s->ci) * sizeof(float) + 63) & ~(size_t)63;
+    j.gather = j.tw < WINO_ROW_TILES && s->n * s->ci * s->h * s->w <= INT32_MAX &&
+               s->n * s->co * s->oh * s->ow <= INT32_MAX;
     atomic_init(&j.fail, 0);
-    size_t work = (size_t)(16 * (s->ci + s->co) * j.tb + s->w) * sizeof(float);
-    j.u = qd_ctx_scratch(ctx, 0, j.ubytes + work);
+    j.u = qd_ctx_scratch(ctx, 0, j.ubytes + wino_work(&j));
     if (!j.u)
         return QD_EFAIL;
     qd_ctx_for(ctx, s->co, max64(1, 4096 / s->ci), wino_weights, &j);
@@ -1262,6 +1587,212 @@ static int conv_pixel(const qd_conv_shape *s, const float *x, const float *w, co
     return rc;
 }
 
+/* ---- a small plane as one matrix: only the live taps ----
+ * On a plane smaller than the kernel (ResNet's 3x3 pad 1 on 2x2) most taps
+ * read padding and each output pixel reads its own part of the input. Over
+ * the box [iy0, iy0+ih) x [ix0, ix0+iw) of the R = ih*iw input pixels that
+ * live taps read, one image's convolution is one matrix (group 1):
+ *   wt (co*oh*ow, ci*R), wt[oc*ohw + p][c*R + r] = w[oc][c][ky][kx] when output
+ *                        pixel p reads input pixel r through tap (ky, kx), else 0
+ *   col (n, ci*R),       col[i][c*R + r] = x[i][c][r] (x itself when the box is the plane)
+ *   y (n, co*ohw) = col @ wt^T, y in NCHW order: one sgemm over the batch.
+ * It does ohw*R multiply-adds per (ci, co) where im2col does ohw*kh*kw, but
+ * wt is made on every call (weights may change between runs): ohw*R/(kh*kw)
+ * times the size of w. With oh == ow == 1 it is the pixel path's sgemm. */
+
+/* qd_conv_can: wt at most PLANE_MAX_RATIO times the size of w, and ohw*R at
+ * most PLANE_MAX_CELLS (the tap table's size) */
+#define PLANE_MAX_RATIO 4
+#define PLANE_MAX_CELLS 256
+/* qd_conv_pick: when R*PLANE_PICK_RATIO <= kh*kw (half the multiply-adds of
+ * im2col at 2) and the batch amortizes making wt (measured: ResNet-18's 3x3
+ * 256->256 on 2x2) */
+#define PLANE_PICK_RATIO 2
+#define PLANE_MIN_BATCH 16
+
+/* wt is made and multiplied by blocks of output channels of about this many
+ * floats, so that each block stays in L2 between its gather and its sgemm */
+#ifndef PLANE_BLOCK_FLOATS
+#define PLANE_BLOCK_FLOATS (128 * 1024)
+#endif
+
+typedef struct plane_job {
+    const qd_conv_shape *s;
+    const float *x, *w, *b;
+    float *y, *brow;               /* brow (co*ohw): the bias of each column of y */
+    const float *col;
+    qd_ctx *ctx;
+    size_t head;                   /* bytes of brow and col at the head of thread 0's scratch */
+    int64_t iy0, ih, ix0, iw, R;
+    int64_t ocb;                   /* output channels per block */
+    int32_t toff[PLANE_MAX_CELLS]; /* (ohw, R): ky*kw + kx of the tap from r to p, -1 if none */
+    atomic_int fail;
+} plane_job;
+
+/* Input positions [*a, *a + *len) along one axis that some live tap reads:
+ * o*st - pad + k*d in [0, in) for o < on, k < kn; *len 0 when none. */
+static void plane_axis(int64_t on, int64_t in, int64_t kn, int64_t st, int64_t d, int64_t pad, int64_t *a,
+                       int64_t *len)
+{
+    int64_t lo = in, hi = -1;
+    for (int64_t o = 0; o < on; o++)
+        for (int64_t k = 0; k < kn; k++) {
+            int64_t i = o * st - pad + k * d;
+            if (i >= 0 && i < in)
+                lo = min64(lo, i), hi = max64(hi, i);
+        }
+    *a = hi < 0 ? 0 : lo;
+    *len = hi < 0 ? 0 : hi - lo + 1;
+}
+
+/* ohw*R of s's box, or -1 when it exceeds PLANE_MAX_CELLS */
+static int64_t plane_cells(const qd_conv_shape *s, int64_t *iy0, int64_t *ih, int64_t *ix0, int64_t *iw)
+{
+    if (s->oh * s->ow > PLANE_MAX_CELLS)
+        return -1;
+    plane_axis(s->oh, s->h, s->kh, s->sh, s->dh, s->pt, iy0, ih);
+    plane_axis(s->ow, s->w, s->kw, s->sw, s->dw, s->pl, ix0, iw);
+    if (*ih * *iw > PLANE_MAX_CELLS)
+        return -1;
+    int64_t cells = s->oh * s->ow * *ih * *iw;
+    return cells <= PLANE_MAX_CELLS ? cells : -1;
+}
+
+/* col rows [begin, end) (images): the box of x */
+static void plane_gather_x(void *arg, int64_t begin, int64_t end, int tid)
+{
+    (void)tid;
+    const plane_job *j = arg;
+    const qd_conv_shape *s = j->s;
+    int64_t hw = s->h * s->w;
+    float *col = (float *)j->col;
+    for (int64_t i = begin; i < end; i++) {
+        float *d = col + i * s->ci * j->R;
+        const float *xc = j->x + i * s->ci * hw + j->iy0 * s->w + j->ix0;
+        for (int64_t c = 0; c < s->ci; c++, xc += hw)
+            for (int64_t ry = 0; ry < j->ih; ry++, d += j->iw)
+                copy_f(d, xc + ry * s->w, j->iw);
+    }
+}
+
+/* wt rows of output channels [oc0, oc1) into wt (rows (oc1-oc0)*ohw, K) */
+static void plane_gather_w(const plane_job *j, int64_t oc0, int64_t oc1, float *wt)
+{
+    const qd_conv_shape *s = j->s;
+    int64_t ohw = s->oh * s->ow, k2 = s->kh * s->kw, R = j->R, ci = s->ci;
+    int32_t idx[VL];
+    for (int64_t p = 0; p < ohw; p++) {
+        const int32_t *t = j->toff + p * R;
+        int64_t c = 0, cv = 0; /* channels by gathers of VL / R, when every tap is live */
+        int live = R > 0 && VL % R == 0;
+        for (int64_t r = 0; r < R; r++)
+            live &= t[r] >= 0;
+        if (live) {
+            for (int l = 0; l < VL; l++)
+                idx[l] = (int32_t)(l / R * k2 + t[l % R]);
+            cv = ci / (VL / R) * (VL / R);
+        }
+        for (int64_t oc = oc0; oc < oc1; oc++) {
+            const float *wc = j->w + oc * ci * k2;
+            float *d = wt + ((oc - oc0) * ohw + p) * ci * R;
+            for (c = 0; c < cv; c += VL / R, wc += VL / R * k2, d += VL)
+                vst(d, vgather(wc, idx));
+            for (; c < ci; c++, wc += k2, d += R)
+                for (int64_t r = 0; r < R; r++)
+                    d[r] = t[r] >= 0 ? wc[t[r]] : 0.0f;
+        }
+    }
+}
+
+/* One block of output channels: its wt rows, then
+ * col (n, K) @ wt_blk^T (K, cols) -> y[:, oc0*ohw ..) (n, cols), row stride co*ohw */
+static int plane_block(plane_job *j, int64_t blk, int tid)
+{
+    const qd_conv_shape *s = j->s;
+    int64_t ohw = s->oh * s->ow, K = s->ci * j->R, N = s->co * ohw;
+    int64_t oc0 = blk * j->ocb, oc1 = min64(s->co, oc0 + j->ocb), cols = (oc1 - oc0) * ohw;
+    size_t head = tid == 0 ? j->head : 0;
+    char *mem = qd_ctx_scratch(j->ctx, tid, head + (size_t)max64(1, j->ocb * ohw * K) * sizeof(float));
+    if (!mem)
+        return QD_EFAIL;
+    float *wt = (float *)(mem + head);
+    plane_gather_w(j, oc0, oc1, wt);
+    float *y = j->y + oc0 * ohw;
+    int rc = qd_sgemm(0, 1, s->n, cols, K, 1.0f, j->col, K, wt, K, 0.0f, y, N);
+    int act = has_clamp(s->lo, s->hi);
+    if (!j->b && !act)
+        return rc;
+    vf vlo = vsplat(s->lo), vhi = vsplat(s->hi);
+    const float *br = j->brow + oc0 * ohw;
+    for (int64_t i = 0; i < s->n; i++, y += N) {
+        int64_t k = 0;
+        for (; k + VL <= cols; k += VL) {
+            vf v = j->b ? vadd(vld(y + k), vld(br + k)) : vld(y + k);
+            vst(y + k, act ? vclamp(v, vlo, vhi) : v);
+        }
+        if (k < cols) {
+            vf v = j->b ? vadd(vld_n(y + k, cols - k), vld_n(br + k, cols - k)) : vld_n(y + k, cols - k);
+            vst_n(y + k, act ? vclamp(v, vlo, vhi) : v, cols - k);
+        }
+    }
+    return rc;
+}
+
+static void plane_items(void *arg, int64_t begin, int64_t end, int tid)
+{
+    plane_job *j = arg;
+    for (int64_t i = begin; i < end; i++)
+        if (plane_block(j, i, tid))
+            atomic_store(&j->fail, 1);
+}
+
+/* Enough blocks for every thread: each worker runs single-threaded sgemms;
+ * else one block at a time with BLAS threads. */
+static int conv_plane(const qd_conv_shape *s, const float *x, const float *w, const float *b, float *y,
+                      qd_ctx *ctx)
+{
+    plane_job j = {.s = s, .x = x, .w = w, .b = b, .y = y, .ctx = ctx};
+    plane_cells(s, &j.iy0, &j.ih, &j.ix0, &j.iw);
+    j.R = j.ih * j.iw;
+    int64_t ohw = s->oh * s->ow, K = s->ci * j.R, nt = ctx->nthreads;
+    for (int64_t oy = 0; oy < s->oh; oy++)
+        for (int64_t ox = 0; ox < s->ow; ox++)
+            for (int64_t ry = 0; ry < j.ih; ry++)
+                for (int64_t rx = 0; rx < j.iw; rx++) {
+                    int64_t dy = j.iy0 + ry - oy * s->sh + s->pt, dx = j.ix0 + rx - ox * s->sw + s->pl;
+                    int ok = dy >= 0 && dy % s->dh == 0 && dy / s->dh < s->kh && dx >= 0 && dx % s->dw == 0 &&
+                             dx / s->dw < s->kw;
+                    j.toff[((oy * s->ow + ox) * j.ih + ry) * j.iw + rx] =
+                        (int32_t)(ok ? dy / s->dh * s->kw + dx / s->dw : -1);
+                }
+    j.ocb = max64(1, PLANE_BLOCK_FLOATS / max64(1, ohw * K));
+    if (nt > 1) /* a block per thread at least */
+        j.ocb = min64(j.ocb, (s->co + nt - 1) / nt);
+    int64_t items = (s->co + j.ocb - 1) / j.ocb;
+    int gx = !(j.ih == s->h && j.iw == s->w); /* col is not x */
+    size_t bn = (size_t)(s->co * ohw), cn = gx ? (size_t)(s->n * K) : 0;
+    j.head = ((bn + cn) * sizeof(float) + 63) & ~(size_t)63;
+    float *mem = qd_ctx_scratch(ctx, 0, j.head + (size_t)max64(1, j.ocb * ohw * K) * sizeof(float));
+    if (!mem)
+        return QD_EFAIL;
+    j.brow = mem;
+    for (int64_t oc = 0; b && oc < s->co; oc++)
+        for (int64_t p = 0; p < ohw; p++)
+            mem[oc * ohw + p] = b[oc];
+    j.col = gx ? mem + bn : x;
+    if (gx)
+        qd_ctx_for(ctx, s->n, max64(1, PIXEL_GRAIN_FLOATS / max64(1, K)), plane_gather_x, &j);
+    atomic_init(&j.fail, 0);
+    if (nt > 1 && items >= nt) {
+        qd_blas_set_threads(1);
+        qd_ctx_for(ctx, items, 1, plane_items, &j);
+    } else {
+        qd_blas_set_threads(qd_blas_threads_for((int)nt, s->n * s->co * ohw * K));
+        plane_items(&j, 0, items, 0);
+    }
+    return atomic_load(&j.fail) ? QD_EFAIL : QD_OK;
+}
+
 /* ---- dispatch ---- */
 
 qd_conv_algo qd_conv_pick(const qd_conv_shape *s)
@@ -1272,6 +1803,10 @@ qd_conv_algo qd_conv_pick(const qd_conv_shape *s)
         return QD_CONV_DEPTHWISE;
     if (qd_conv_can(s, QD_CONV_GEMM1X1))
         return QD_CONV_GEMM1X1;
+    int64_t iy0, ih, ix0, iw;
+    if (qd_conv_can(s, QD_CONV_PLANE) && s->n >= PLANE_MIN_BATCH && plane_cells(s, &iy0, &ih, &ix0, &iw) >= 0 &&
+        ih * iw * PLANE_PICK_RATIO <= s->kh * s->kw)
+        return QD_CONV_PLANE;
     if (qd_conv_can(s, QD_CONV_WINOGRAD) && s->ci >= WINO_MIN_CH && s->co >= WINO_MIN_CH &&
         s->n * ((s->oh + 1) / 2) * ((s->ow + 1) / 2) >= WINO_MIN_BATCH_TILES)
         return QD_CONV_WINOGRAD;
@@ -1290,6 +1825,10 @@ int qd_conv_can(const qd_conv_shape *s, qd_conv_algo algo)
         return s->kh == 3 && s->kw == 3 && s->sh == 1 && s->sw == 1 && s->dh == 1 && s->dw == 1 &&
                s->group == 1;
     case QD_CONV_PIXEL: return s->oh == 1 && s->ow == 1;
+    case QD_CONV_PLANE: {
+        int64_t iy0, ih, ix0, iw, cells = s->group == 1 ? plane_cells(s, &iy0, &ih, &ix0, &iw) : -1;
+        return cells >= 0 && cells <= PLANE_MAX_RATIO * s->kh * s->kw;
+    }
     }
     return 0;
 }
@@ -1314,6 +1853,7 @@ int qd_conv_with(qd_conv_algo algo, const qd_conv_shape *s, const float *x, cons
     case QD_CONV_GEMM1X1: return conv_gemm(s, x, w, b, y, ctx, 1);
     case QD_CONV_WINOGRAD: return conv_winograd(s, x, w, b, y, ctx);
     case QD_CONV_PIXEL: return conv_pixel(s, x, w, b, y, ctx);
+    case QD_CONV_PLANE: return conv_plane(s, x, w, b, y, ctx);
     case QD_CONV_IM2COL: break;
     }
     return conv_gemm(s, x, w, b, y, ctx, 0);

@@ -1,7 +1,7 @@
 /* kernels_conv.h - float32 NCHW convolution and matrix-product kernels:
- * optimized versions (im2col + OpenBLAS sgemm, a direct depthwise kernel,
- * a single-output-pixel path, sgemm + col2im for the transpose) and plain
- * reference loops beside them.
+ * optimized versions (im2col + OpenBLAS sgemm, Winograd, a direct depthwise
+ * kernel, a single-output-pixel path, a small-plane path, sgemm + col2im for
+ * the transpose) and plain reference loops beside them.
  *
  * All pointers are borrowed for the duration of the call; outputs are fully
  * written. A 1-D convolution is a 2-D one with h = oh = kh = 1. */
@@ -39,6 +39,9 @@ typedef enum qd_conv_algo {
     QD_CONV_WINOGRAD,   /* 3x3, stride 1, dilation 1, group 1: F(2x2, 3x3) + 16 sgemms */
     QD_CONV_PIXEL,      /* oh == ow == 1: only the taps inside the plane; one sgemm over
                            the batch for group 1, a dot product per output otherwise */
+    QD_CONV_PLANE,      /* group 1, small planes: one image's convolution as one matrix over
+                           the input pixels read (zeros for taps outside the kernel), one
+                           sgemm over the batch; at most 4x the weights */
 } qd_conv_algo;
 
 /* The algorithm qd_conv uses for s. */

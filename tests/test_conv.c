@@ -4,7 +4,8 @@
  * `test_conv --bench` prints GFLOP/s of ResNet/MobileNet-like layers,
  * `test_conv --bench3x3 THREADS` im2col against Winograd on ResNet's 3x3s,
  * `test_conv --benchpixel THREADS` the 1x1-output layers before and with
- * the single-pixel path. */
+ * the single-pixel path, `test_conv --benchsmall THREADS` the layers with
+ * 4x4 and 2x2 outputs. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -231,7 +232,8 @@ static void test_conv_random(qd_ctx *c1, qd_ctx *c2, int count)
 
 /* Winograd F(2x2, 3x3) forced on 3x3 stride-1 shapes it would not always be
  * picked for: odd and tiny planes, pads 0/1/2 and asymmetric, batch 1 and 3,
- * several tile blocks, clamps; plus the shapes qd_conv_pick gives it. */
+ * several tile blocks, clamps, transforms by rows of tiles (wide planes) and
+ * gathered across rows (narrow ones); plus the shapes qd_conv_pick gives it. */
 static void test_conv_winograd(qd_ctx *c1, qd_ctx *c2, int count)
 {
     qd_ctx *cs[2] = {c1, c2};
@@ -257,6 +259,15 @@ static void test_conv_winograd(qd_ctx *c1, qd_ctx *c2, int count)
         conv_cmp_algo(&s, cs[t], 1, "wino 1x1 plane", QD_CONV_WINOGRAD);
         s = shape2d(1, 3, 3, 3, 2, 3, 1, 1, 0, 1);
         conv_cmp_algo(&s, cs[t], 0, "wino 3x3 plane no pad", QD_CONV_WINOGRAD);
+        /* small planes go VL tiles at a time across rows and images: two
+         * blocks (the second short), odd planes whose last tiles are cut */
+        s = shape2d(40, 64, 4, 4, 64, 3, 1, 1, 1, 1);
+        s.lo = 0;
+        conv_cmp_algo(&s, cs[t], 1, "wino 4x4 two blocks", QD_CONV_WINOGRAD);
+        s = shape2d(3, 20, 13, 7, 24, 3, 1, 1, 1, 1);
+        conv_cmp_algo(&s, cs[t], 1, "wino 13x7 gathered", QD_CONV_WINOGRAD);
+        s = shape2d(2, 9, 5, 30, 7, 3, 1, 1, 1, 1);
+        conv_cmp_algo(&s, cs[t], 0, "wino 5x30 by rows", QD_CONV_WINOGRAD);
     }
     for (int i = 0; i < count; i++) {
         qd_conv_shape s = {.kh = 3, .kw = 3, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .group = 1,
@@ -447,6 +458,193 @@ static void test_conv_pixel(qd_ctx *c1, qd_ctx *c2, int count)
         if (rnd_in(0, 3) == 0)
             s.lo = 0, s.hi = rnd_in(0, 1) ? 0.5f : INFINITY;
         conv_cmp_algo(&s, (i & 1) ? c2 : c1, (int)rnd_in(0, 1), "pixel random", rnd_in(0, 1) ? P : -1);
+    }
+}
+
+/* Small output planes (up to 16 pixels): GEMM1X1 and im2col gather several
+ * images side by side through a table of offsets (smallk on the gathered
+ * columns when K is small), the depthwise kernel goes VL channels at a time
+ * per output pixel; MobileNetV2's, ShuffleNetV2's and ResNet-18's shapes,
+ * then random ones with planes on both sides of the limit. */
+static void test_conv_small(qd_ctx *c1, qd_ctx *c2, int count)
+{
+    qd_ctx *cs[2] = {c1, c2};
+    const int D = QD_CONV_DEPTHWISE;
+    for (int t = 0; t < 2; t++) {
+        qd_ctx *c = cs[t];
+        /* 1x1 on 2x2 and 4x4: small K (smallk), large K, cog not a multiple of 8 */
+        qd_conv_shape s = shape2d(6, 96, 2, 2, 576, 1, 1, 1, 0, 1);
+        s.lo = 0, s.hi = 6;
+        ok(qd_conv_pick(&s) == QD_CONV_GEMM1X1, "1x1 on 2x2 picks GEMM1X1");
+        conv_cmp(&s, c, 1, "small 1x1 96->576 2x2 relu6");
+        s = shape2d(6, 576, 2, 2, 96, 1, 1, 1, 0, 1);
+        conv_cmp(&s, c, 1, "small 1x1 576->96 2x2");
+        s = shape2d(5, 32, 4, 4, 192, 1, 1, 1, 0, 1);
+        conv_cmp(&s, c, 0, "small 1x1 32->192 4x4");
+        s = shape2d(5, 58, 4, 4, 58, 1, 1, 1, 0, 1);
+        s.lo = 0;
+        conv_cmp(&s, c, 1, "small 1x1 58->58 4x4 relu");
+        s = shape2d(7, 116, 2, 2, 116, 1, 1, 1, 0, 2);
+        conv_cmp(&s, c, 1, "small 1x1 g2 2x2");
+        /* im2col: ResNet's stride-2 3x3 and 1x1 onto 4x4 and 2x2, a 3x3 on 4x4 */
+        s = shape2d(5, 64, 7, 7, 32, 3, 2, 1, 1, 1);
+        s.lo = 0;
+        conv_cmp_algo(&s, c, 1, "small 3x3 s2 7->4", QD_CONV_IM2COL);
+        s = shape2d(5, 32, 4, 4, 48, 1, 2, 1, 0, 1);
+        conv_cmp_algo(&s, c, 0, "small 1x1 s2 4->2", QD_CONV_IM2COL);
+        s = shape2d(5, 40, 4, 4, 24, 3, 1, 1, 1, 1);
+        conv_cmp_algo(&s, c, 1, "small 3x3 4x4", QD_CONV_IM2COL);
+        s = shape2d(4, 12, 4, 4, 12, 3, 1, 2, 2, 3);
+        conv_cmp_algo(&s, c, 1, "small 3x3 d2 g3 4x4", QD_CONV_IM2COL);
+        /* depthwise: 2x2 and 4x4 planes, stride 2 onto them, channel tails,
+         * multipliers, a 5x5 kernel, no bias, n = 1 */
+        s = shape2d(3, 576, 2, 2, 576, 3, 1, 1, 1, 576);
+        s.lo = 0, s.hi = 6;
+        ok(qd_conv_pick(&s) == QD_CONV_DEPTHWISE, "depthwise on 2x2 picks the depthwise kernel");
+        conv_cmp(&s, c, 1, "small dw 576 2x2 relu6");
+        s = shape2d(3, 58, 4, 4, 58, 3, 1, 1, 1, 58);
+        conv_cmp_algo(&s, c, 1, "small dw 58 4x4", D);
+        s = shape2d(3, 37, 7, 7, 37, 3, 2, 1, 1, 37);
+        conv_cmp_algo(&s, c, 0, "small dw s2 7->4 no bias", D);
+        s = shape2d(2, 116, 4, 4, 116, 3, 2, 1, 1, 116);
+        s.lo = -0.25f, s.hi = 0.25f;
+        conv_cmp_algo(&s, c, 1, "small dw s2 4->2 clamp", D);
+        s = shape2d(1, 20, 2, 2, 20, 3, 1, 1, 1, 20);
+        conv_cmp_algo(&s, c, 1, "small dw n1", D);
+        s = shape2d(2, 9, 3, 3, 27, 3, 1, 1, 1, 9);
+        conv_cmp_algo(&s, c, 1, "small dw x3", D);
+        s = shape2d(2, 24, 4, 4, 48, 5, 1, 1, 2, 24);
+        conv_cmp_algo(&s, c, 1, "small dw x2 5x5", D);
+        s = shape2d(2, 17, 4, 4, 17, 3, 1, 2, 1, 17);
+        conv_cmp_algo(&s, c, 1, "small dw d2", D);
+        /* just past the limits: 5x4 output, and a 17x17 input onto 2x2 */
+        s = shape2d(2, 19, 5, 4, 19, 3, 1, 1, 1, 19);
+        conv_cmp_algo(&s, c, 1, "dw 5x4 plane", D);
+        s = shape2d(2, 19, 17, 17, 19, 3, 8, 1, 1, 19);
+        ok(s.oh * s.ow <= 16, "17x17 s8 -> small output");
+        conv_cmp_algo(&s, c, 1, "dw large input small output", D);
+    }
+    for (int i = 0; i < count; i++) {
+        qd_conv_shape s = {.lo = -INFINITY, .hi = INFINITY};
+        int kind = (int)rnd_in(0, 4); /* 0 1x1, 1 regular, 2 grouped, 3 depthwise, 4 depthwise x2 */
+        s.n = rnd_in(1, 7);
+        s.group = kind <= 1 ? 1 : kind == 2 ? rnd_in(2, 3) : rnd_in(1, 40);
+        s.ci = kind >= 3 ? s.group : s.group * rnd_in(1, kind == 0 ? 200 : 24);
+        s.co = kind == 4 ? 2 * s.ci : kind == 3 ? s.ci : s.group * (kind == 0 && rnd_in(0, 1) ? 8 * rnd_in(1, 8) : rnd_in(1, 24));
+        s.kh = kind == 0 ? 1 : rnd_in(1, 5);
+        s.kw = kind == 0 ? 1 : rnd_in(0, 2) ? s.kh : rnd_in(1, 5);
+        s.sh = kind == 0 ? 1 : rnd_in(1, 3);
+        s.sw = kind == 0 ? 1 : rnd_in(1, 3);
+        s.dh = kind == 0 ? 1 : rnd_in(1, 2);
+        s.dw = kind == 0 ? 1 : rnd_in(1, 2);
+        s.h = rnd_in(1, 9);
+        s.w = rnd_in(1, 9);
+        s.pt = kind == 0 ? 0 : rnd_in(0, s.kh - 1);
+        s.pl = kind == 0 ? 0 : rnd_in(0, s.kw - 1);
+        int64_t pb = kind == 0 ? 0 : rnd_in(0, s.kh - 1), pr = kind == 0 ? 0 : rnd_in(0, s.kw - 1);
+        if (!conv_out(&s, pb, pr) || s.oh * s.ow > 24 || s.oh * s.ow < 2) {
+            i--;
+            continue;
+        }
+        if (rnd_in(0, 3) == 0)
+            s.lo = 0, s.hi = rnd_in(0, 1) ? 6.0f : INFINITY;
+        int algo = kind >= 3 ? D : kind == 0 ? QD_CONV_GEMM1X1 : QD_CONV_IM2COL;
+        conv_cmp_algo(&s, (i & 1) ? c2 : c1, (int)rnd_in(0, 1), "small random", rnd_in(0, 1) ? algo : -1);
+    }
+}
+
+/* The plane path (group 1, a small plane as one matrix): qd_conv_pick takes
+ * it for ResNet-18's 3x3 on 2x2 from a batch of 16 and not below; forced on
+ * shapes whose box of read inputs is the plane (col is x) or not (a
+ * gather), with dead taps (zeros in wt), several blocks of output channels,
+ * no live tap at all, clamps; random shapes it can compute. */
+static void test_conv_plane(qd_ctx *c1, qd_ctx *c2, int count)
+{
+    qd_ctx *cs[2] = {c1, c2};
+    const int P = QD_CONV_PLANE;
+    for (int t = 0; t < 2; t++) {
+        qd_ctx *c = cs[t];
+        qd_conv_shape s = shape2d(16, 64, 2, 2, 48, 3, 1, 1, 1, 1);
+        s.lo = 0;
+        ok(qd_conv_pick(&s) == QD_CONV_PLANE, "3x3 pad 1 on 2x2, batch 16, picks the plane path");
+        conv_cmp(&s, c, 1, "plane 3x3 2x2 relu");
+        s.n = 15;
+        ok(qd_conv_pick(&s) != QD_CONV_PLANE && qd_conv_can(&s, QD_CONV_PLANE), "batch 15: not picked");
+        s = shape2d(17, 256, 2, 2, 256, 3, 1, 1, 1, 1);
+        conv_cmp(&s, c, 1, "plane r18 l3 256 n17");
+        /* several blocks of output channels, the last one short */
+        s = shape2d(5, 200, 2, 2, 300, 3, 1, 1, 1, 1);
+        s.lo = -0.5f, s.hi = 0.5f;
+        conv_cmp_algo(&s, c, 1, "plane blocks clamp", P);
+        conv_cmp_algo(&s, c, 0, "plane blocks clamp no bias", P);
+        s = shape2d(1, 3, 2, 2, 5, 3, 1, 1, 1, 1);
+        conv_cmp_algo(&s, c, 0, "plane tiny n1", P);
+        /* 2x1, 1x2 and 3x3 planes, 5x5 pad 2 on 3x3 and 2x2, dilation 2 */
+        s = (qd_conv_shape){.n = 3, .ci = 7, .h = 2, .w = 1, .co = 9, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
+                            .dh = 1, .dw = 1, .pt = 1, .pl = 1, .group = 1, .lo = -INFINITY, .hi = INFINITY};
+        conv_out(&s, 1, 1);
+        conv_cmp_algo(&s, c, 1, "plane 2x1", P);
+        s.h = 1, s.w = 2;
+        conv_out(&s, 1, 1);
+        conv_cmp_algo(&s, c, 1, "plane 1x2", P);
+        s = shape2d(3, 6, 3, 3, 10, 5, 1, 1, 2, 1);
+        conv_cmp_algo(&s, c, 1, "plane 5x5 on 3x3", P);
+        s = shape2d(18, 6, 2, 2, 10, 5, 1, 1, 2, 1);
+        ok(qd_conv_pick(&s) == QD_CONV_PLANE, "5x5 pad 2 on 2x2 picks the plane path");
+        conv_cmp(&s, c, 1, "plane 5x5 on 2x2");
+        s = shape2d(3, 8, 2, 2, 12, 3, 1, 2, 2, 1);
+        ok(s.oh == 2 && s.ow == 2, "3x3 d2 pad 2 on 2x2 -> 2x2");
+        conv_cmp_algo(&s, c, 1, "plane d2 one live tap each", P);
+        /* the box is not the plane: 1-D, stride 2, the last column unread */
+        s = (qd_conv_shape){.n = 3, .ci = 5, .h = 1, .w = 6, .co = 4, .kh = 1, .kw = 3, .sh = 1, .sw = 2,
+                            .dh = 1, .dw = 1, .pt = 0, .pl = 0, .group = 1, .lo = -INFINITY, .hi = INFINITY};
+        conv_out(&s, 0, 0);
+        ok(s.ow == 2 && qd_conv_can(&s, P), "1-D s2: 2 outputs, column 5 unread");
+        conv_cmp_algo(&s, c, 1, "plane box gathered", P);
+        /* stride 2 on 3x3: output row 0 reads rows 0..1, row 1 rows 1..2 */
+        s = shape2d(2, 4, 3, 3, 6, 3, 2, 1, 1, 1);
+        ok(s.oh == 2 && qd_conv_can(&s, P), "3x3 s2 on 3x3 -> 2x2, plane path");
+        conv_cmp_algo(&s, c, 1, "plane s2 3x3 -> 2x2", P);
+        /* no live tap at all: y = clamp(bias) */
+        s = (qd_conv_shape){.n = 3, .ci = 4, .h = 1, .w = 1, .co = 6, .kh = 2, .kw = 2, .sh = 3, .sw = 3,
+                            .dh = 1, .dw = 1, .pt = 2, .pl = 2, .group = 1, .lo = -INFINITY, .hi = INFINITY};
+        conv_out(&s, 2, 2);
+        ok(s.oh == 2 && s.ow == 2 && qd_conv_can(&s, P), "no live tap -> 2x2");
+        conv_cmp_algo(&s, c, 1, "plane no tap", P);
+        s.lo = 0, s.hi = 0.25f;
+        conv_cmp_algo(&s, c, 1, "plane no tap clamp", P);
+        /* refused: groups, a 4x4 plane (16 inputs > 4 * 9 / 4), 1x1 on 2x2 */
+        s = shape2d(2, 8, 2, 2, 8, 3, 1, 1, 1, 2);
+        ok(!qd_conv_can(&s, P), "no plane path for groups");
+        ok(qd_conv_with(QD_CONV_PLANE, &s, NULL, NULL, NULL, NULL, c) == QD_EINPUT,
+           "forced plane path with groups is refused");
+        s = shape2d(32, 8, 4, 4, 8, 3, 1, 1, 1, 1);
+        ok(!qd_conv_can(&s, P) && qd_conv_pick(&s) != QD_CONV_PLANE, "no plane path on 4x4");
+        s = shape2d(32, 8, 2, 2, 8, 1, 1, 1, 0, 1);
+        ok(!qd_conv_can(&s, P), "no plane path for 1x1 on 2x2");
+    }
+    for (int i = 0; i < count; i++) {
+        qd_conv_shape s = {.group = 1, .lo = -INFINITY, .hi = INFINITY};
+        s.n = (int64_t[]){1, 3, 17}[rnd_in(0, 2)];
+        s.ci = rnd_in(1, 40);
+        s.co = rnd_in(1, 40);
+        s.kh = rnd_in(1, 5);
+        s.kw = rnd_in(0, 2) ? s.kh : rnd_in(1, 5);
+        s.sh = rnd_in(1, 3);
+        s.sw = rnd_in(1, 3);
+        s.dh = rnd_in(1, 2);
+        s.dw = rnd_in(1, 2);
+        s.h = rnd_in(1, 5);
+        s.w = rnd_in(1, 5);
+        s.pt = rnd_in(0, s.kh);
+        s.pl = rnd_in(0, s.kw);
+        if (!conv_out(&s, rnd_in(0, s.kh), rnd_in(0, s.kw)) || !qd_conv_can(&s, QD_CONV_PLANE)) {
+            i--;
+            continue;
+        }
+        if (rnd_in(0, 3) == 0)
+            s.lo = 0, s.hi = rnd_in(0, 1) ? 0.5f : INFINITY;
+        conv_cmp_algo(&s, (i & 1) ? c2 : c1, (int)rnd_in(0, 1), "plane random", rnd_in(0, 3) ? P : -1);
     }
 }
 
@@ -1029,7 +1227,7 @@ static void bench_algo(const char *name, const qd_conv_shape *s, qd_ctx *ctx, in
         cpu = dc < cpu ? dc : cpu;
     }
     double flops = 2.0 * s->n * s->co * s->oh * s->ow * cig * s->kh * s->kw;
-    printf("%-32s algo %d threads %d: %8.2f ms %6.1f GFLOP/s | per CPU-second %6.1f GFLOP/s\n", name, algo < 0 ? (int)qd_conv_pick(s) : algo,
+    printf("%-40s algo %d threads %d: %8.2f ms %6.1f GFLOP/s | per CPU-second %6.1f GFLOP/s\n", name, algo < 0 ? (int)qd_conv_pick(s) : algo,
            ctx->nthreads, best * 1e3, flops / best * 1e-9, flops / cpu * 1e-9);
     free(x), free(w), free(b), free(y);
 }
@@ -1092,6 +1290,63 @@ static void bench_pixel(qd_ctx *c)
     }
 }
 
+/* The layers with 7x7, 4x4 and 2x2 output planes of the bundled models on
+ * 28x28 Fashion-MNIST at batch 64, with their fused Relu (hi = INFINITY) or Relu6:
+ * the picked algorithm, then any other one given (-1: none). */
+static void bench_small(qd_ctx *c)
+{
+    static const struct {
+        const char *name;
+        int64_t ci, hw, co, k, st, p, g;
+        float hi; /* clamp [0, hi]; 0: none */
+        int alt[2];
+    } L[] = {
+        {"mbv2 1x1 24->144 7x7", 24, 7, 144, 1, 1, 0, 1, 6, {-1, -1}},
+        {"mbv2 1x1 144->24 7x7", 144, 7, 24, 1, 1, 0, 1, 0, {-1, -1}},
+        {"mbv2 1x1 32->192 4x4", 32, 4, 192, 1, 1, 0, 1, 6, {-1, -1}},
+        {"mbv2 1x1 192->32 4x4", 192, 4, 32, 1, 1, 0, 1, 0, {-1, -1}},
+        {"mbv2 1x1 144->32 4x4", 144, 4, 32, 1, 1, 0, 1, 0, {-1, -1}},
+        {"mbv2 1x1 192->64 2x2", 192, 2, 64, 1, 1, 0, 1, 0, {-1, -1}},
+        {"mbv2 1x1 64->384 2x2", 64, 2, 384, 1, 1, 0, 1, 6, {-1, -1}},
+        {"mbv2 1x1 384->64 2x2", 384, 2, 64, 1, 1, 0, 1, 0, {-1, -1}},
+        {"mbv2 1x1 384->96 2x2", 384, 2, 96, 1, 1, 0, 1, 0, {-1, -1}},
+        {"mbv2 1x1 96->576 2x2", 96, 2, 576, 1, 1, 0, 1, 6, {-1, -1}},
+        {"mbv2 1x1 576->96 2x2", 576, 2, 96, 1, 1, 0, 1, 0, {-1, -1}},
+        {"mbv2 dw 3x3 s2 96ch 14->7", 96, 14, 96, 3, 2, 1, 96, 6, {-1, -1}},
+        {"mbv2 dw 3x3 144ch 7x7", 144, 7, 144, 3, 1, 1, 144, 6, {-1, -1}},
+        {"mbv2 dw 3x3 s2 144ch 7->4", 144, 7, 144, 3, 2, 1, 144, 6, {-1, -1}},
+        {"mbv2 dw 3x3 192ch 4x4", 192, 4, 192, 3, 1, 1, 192, 6, {-1, -1}},
+        {"mbv2 dw 3x3 s2 192ch 4->2", 192, 4, 192, 3, 2, 1, 192, 6, {-1, -1}},
+        {"mbv2 dw 3x3 384ch 2x2", 384, 2, 384, 3, 1, 1, 384, 6, {-1, -1}},
+        {"mbv2 dw 3x3 576ch 2x2", 576, 2, 576, 3, 1, 1, 576, 6, {-1, -1}},
+        {"shuf 1x1 24->58 7x7", 24, 7, 58, 1, 1, 0, 1, INFINITY, {-1, -1}},
+        {"shuf 1x1 58->58 4x4", 58, 4, 58, 1, 1, 0, 1, INFINITY, {-1, -1}},
+        {"shuf 1x1 116->116 2x2", 116, 2, 116, 1, 1, 0, 1, INFINITY, {-1, -1}},
+        {"shuf dw 3x3 s2 58ch 7->4", 58, 7, 58, 3, 2, 1, 58, 0, {-1, -1}},
+        {"shuf dw 3x3 58ch 4x4", 58, 4, 58, 3, 1, 1, 58, 0, {-1, -1}},
+        {"shuf dw 3x3 s2 116ch 4->2", 116, 4, 116, 3, 2, 1, 116, 0, {-1, -1}},
+        {"shuf dw 3x3 116ch 2x2", 116, 2, 116, 3, 1, 1, 116, 0, {-1, -1}},
+        {"r18 l1 3x3 64->64 7x7", 64, 7, 64, 3, 1, 1, 1, INFINITY, {QD_CONV_IM2COL, QD_CONV_WINOGRAD}},
+        {"r18 l2.0.down 1x1 s2 64->128 7->4", 64, 7, 128, 1, 2, 0, 1, 0, {-1, -1}},
+        {"r18 l2.0.conv1 3x3 s2 64->128 7->4", 64, 7, 128, 3, 2, 1, 1, INFINITY, {-1, -1}},
+        {"r18 l2 3x3 128->128 4x4", 128, 4, 128, 3, 1, 1, 1, INFINITY, {QD_CONV_IM2COL, QD_CONV_WINOGRAD}},
+        {"r18 l3.0.down 1x1 s2 128->256 4->2", 128, 4, 256, 1, 2, 0, 1, 0, {-1, -1}},
+        {"r18 l3.0.conv1 3x3 s2 128->256 4->2", 128, 4, 256, 3, 2, 1, 1, INFINITY, {-1, -1}},
+        {"r18 l3 3x3 256->256 2x2", 256, 2, 256, 3, 1, 1, 1, INFINITY, {QD_CONV_IM2COL, QD_CONV_WINOGRAD}},
+    };
+    for (size_t i = 0; i < sizeof L / sizeof L[0]; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s b64", L[i].name);
+        qd_conv_shape s = shape2d(64, L[i].ci, L[i].hw, L[i].hw, L[i].co, L[i].k, L[i].st, 1, L[i].p, L[i].g);
+        if (L[i].hi > 0)
+            s.lo = 0, s.hi = L[i].hi;
+        bench_algo(name, &s, c, 20, -1);
+        for (int a = 0; a < 2; a++)
+            if (L[i].alt[a] >= 0 && L[i].alt[a] != (int)qd_conv_pick(&s))
+                bench_algo(name, &s, c, 20, L[i].alt[a]);
+    }
+}
+
 static void bench(void)
 {
     qd_ctx *cs[2] = {ctx_new(1), ctx_new(2)};
@@ -1111,6 +1366,7 @@ static void bench(void)
         s = shape2d(64, 24, 56, 56, 144, 1, 1, 1, 0, 1);
         bench_one("mbv2 1x1 24->144 56x56 b64", &s, cs[t], 5);
         bench_pixel(cs[t]);
+        bench_small(cs[t]);
     }
     ctx_free(cs[0]);
     ctx_free(cs[1]);
@@ -1128,6 +1384,12 @@ int main(int argc, char **argv)
         ctx_free(c);
         return 0;
     }
+    if (argc > 2 && !strcmp(argv[1], "--benchsmall")) {
+        qd_ctx *c = ctx_new(atoi(argv[2]));
+        bench_small(c);
+        ctx_free(c);
+        return 0;
+    }
     if (argc > 1 && !strcmp(argv[1], "--bench")) {
         bench();
         return 0;
@@ -1138,6 +1400,8 @@ int main(int argc, char **argv)
     test_conv_winograd(c1, c2, 300);
     test_conv_1x1(c1, c2, 200);
     test_conv_pixel(c1, c2, 400);
+    test_conv_small(c1, c2, 400);
+    test_conv_plane(c1, c2, 300);
     test_convt_random(c1, c2, 150);
     test_conv_op(c1, c2);
     test_convt_op_known(c1);
