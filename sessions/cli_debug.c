@@ -36,7 +36,8 @@ static const char debug_help[] =
     "  5 per-tensor errors: local (its quantizer alone on FP32 inputs) and propagated\n"
     "  6 recommendations, naming layers and numbers\n"
     "  7 mixed precision: the most harmful quantizers raised to --fallback-bits, one at a\n"
-    "    time, until the drop is within --max-drop points (at most --max-raise of them)\n"
+    "    time, until the drop is within --max-drop points (at most --max-raise of them);\n"
+    "    when step 4's ranking promises no more gain, disable-one is measured again\n"
     "The metric is top-1 accuracy with labels, else agreement with FP32 top-1.\n"
     "  --data SPEC        evaluation set (as for qdb eval)\n"
     "  --limit N          evaluate on a seeded subset of N images (default 2000; 0 = all)\n"
@@ -130,7 +131,7 @@ typedef struct dbg {
     qd_terr terr;
     /* 7 */
     mixstep mix[64];
-    int nmix, mix_met, fallback_bits, max_raise;
+    int nmix, mix_met, mix_reranks, fallback_bits, max_raise;
     double max_drop;
     /* 6 */
     char *reco[16];
@@ -379,27 +380,99 @@ static int *ranked(dbg *g, int (*cmp)(const void *, const void *))
     return o;
 }
 
-static int step_mixed(dbg *g, qd_err *e)
+/* Disable-one gains (points) of the quantizers not raised yet, measured on
+ * the sim as it is now; raised ones get -inf. */
+static int measure_gains(dbg *g, const unsigned char *raised, double *gain, size_t mem, int naive, qd_err *e)
+{
+    int n = 0, *qs = malloc(sizeof *qs * (size_t)(g->nq + 1)), *at = malloc(sizeof *at * (size_t)(g->nq + 1));
+    qd_qeval_result *res = calloc((size_t)g->nq + 1, sizeof *res);
+    int rc = QD_OK;
+    if (!qs || !at || !res) {
+        rc = qd_errf(e, QD_EFAIL, "out of memory");
+        goto out;
+    }
+    for (int k = 0; k < g->nq; k++) {
+        gain[k] = -INFINITY;
+        if (!raised[k] && qd_quantizer_active(qd_sim_get(g->s, g->qs[k]))) {
+            at[n] = k;
+            qs[n++] = g->qs[k];
+        }
+    }
+    qd_qeval_result base = {0};
+    meas mb = {0};
+    if ((rc = eval(g, g->s, &mb, e)))
+        goto out;
+    base = mb.r;
+    qd_perq_opts po = {.batch = g->eo.batch, .mem = mem, .naive = naive, .progress = dbg_progress, .user = &g->pr};
+    qd_perq_info info;
+    g->pr.bar.t0 = qd_now_ms() / 1e3;
+    if ((rc = qd_perq_run(g->s, g->d, &g->ref, QD_PERQ_DISABLE_ONE, qs, n, &po, res, &info, e)))
+        goto out;
+    if (info.stopped) {
+        rc = qd_errf(e, QD_EINPUT, "stopped");
+        goto out;
+    }
+    for (int i = 0; i < n; i++)
+        gain[at[i]] = 100.0 * (metric(&res[i]) - metric(&base));
+out:
+    free(qs);
+    free(at);
+    free(res);
+    return rc;
+}
+
+/* Greedy: raise the quantizer whose bypass recovers the most (step 4's
+ * disable-one), then the next while the ranking still promises a gain;
+ * when it promises none, measure disable-one again on the configuration
+ * reached (the raised quantizers change what the others cost), at most
+ * MIX_RERANKS times. */
+enum { MIX_RERANKS = 3 };
+static int step_mixed(dbg *g, size_t mem, int naive, qd_err *e)
 {
     step_begin(g, 7, "mixed-precision fallback");
-    int *order = ranked(g, by_gain);
-    if (!order)
+    double *gain = malloc(sizeof *gain * (size_t)(g->nq + 1));
+    unsigned char *raised = calloc((size_t)g->nq + 1, 1);
+    if (!gain || !raised) {
+        free(gain);
+        free(raised);
         return qd_errf(e, QD_EFAIL, "out of memory");
+    }
+    for (int k = 0; k < g->nq; k++)
+        gain[k] = 100.0 * (metric(&g->dis1[k]) - metric(&g->tgt.r));
     int rc = QD_OK;
     g->nmix = 0;
+    g->mix_reranks = 0;
     g->mix_met = drop(g, &g->tgt.r) <= g->max_drop;
-    for (int k = 0; k < g->nq && !g->mix_met && g->nmix < g->max_raise && g->nmix < 64; k++) {
-        qd_quantizer *q = qd_sim_get(g->s, g->qs[order[k]]);
-        if (q->set.scheme.bits >= g->fallback_bits)
+    while (!g->mix_met && g->nmix < g->max_raise && g->nmix < 64) {
+        int best = -1;
+        for (int k = 0; k < g->nq; k++)
+            if (!raised[k] && gain[k] > 0 && qd_sim_get(g->s, g->qs[k])->set.scheme.bits < g->fallback_bits &&
+                (best < 0 || gain[k] > gain[best]))
+                best = k;
+        if (best < 0) {
+            if (g->mix_reranks == MIX_RERANKS)
+                break;
+            fprintf(stderr, "debug:   no quantizer left that promises a gain: disable-one again\n");
+            if ((rc = measure_gains(g, raised, gain, mem, naive, e)))
+                break;
+            g->mix_reranks++;
+            int any = 0;
+            for (int k = 0; k < g->nq; k++)
+                any |= !raised[k] && gain[k] > 0;
+            if (!any)
+                break;
             continue;
+        }
+        qd_quantizer *q = qd_sim_get(g->s, g->qs[best]);
         qd_override ov = {.set = QD_OV_BITS, .bits = g->fallback_bits};
         mixstep *m = &g->mix[g->nmix];
-        m->q = g->qs[order[k]];
+        m->q = g->qs[best];
         m->bits_from = q->set.scheme.bits;
         if (g->fallback_bits == QD_BITS_FLOAT) {
             ov.set = QD_OV_ENABLED;
             ov.enabled = 0;
         }
+        raised[best] = 1;
         if ((rc = qd_sim_override(g->s, q->name, &ov, NULL, e)) || (rc = qd_sim_update(g->s, e)))
             break;
         meas me = {0};
@@ -410,7 +483,8 @@ static int step_mixed(dbg *g, qd_err *e)
         g->mix_met = 100.0 * (fp32_metric(g) - m->metric) <= g->max_drop;
         fprintf(stderr, "debug:   raised %s to %d bits: %.4f\n", q->name, g->fallback_bits, m->metric);
     }
-    free(order);
+    free(gain);
+    free(raised);
     return rc;
 }
 
@@ -676,6 +750,7 @@ static cJSON *json_report(dbg *g)
         cJSON_AddNumberToObject(s, "max_drop", g->max_drop);
         cJSON_AddNumberToObject(s, "fallback_bits", g->fallback_bits);
         cJSON_AddBoolToObject(s, "met", g->mix_met);
+        cJSON_AddNumberToObject(s, "reranked", g->mix_reranks);
         cJSON *st = cJSON_AddArrayToObject(s, "steps");
         for (int k = 0; k < g->nmix; k++) {
             cJSON *o = cJSON_CreateObject();
@@ -794,8 +869,9 @@ static void write_md(FILE *f, dbg *g)
         free(o);
     }
     if (g->ran[S_MIXED]) {
-        fprintf(f, "\n## 7. Mixed-precision fallback (budget %.2f points, at most %d raised)\n\n", g->max_drop,
-                g->max_raise);
+        fprintf(f, "\n## 7. Mixed-precision fallback (budget %.2f points, at most %d raised; disable-one measured "
+                   "again %d time%s)\n\n",
+                g->max_drop, g->max_raise, g->mix_reranks, g->mix_reranks == 1 ? "" : "s");
         if (!g->nmix)
             fprintf(f, "%s\n", g->mix_met ? "Nothing to raise: the target is within budget." : "Nothing could be raised.");
         for (int k = 0; k < g->nmix; k++)
@@ -1169,7 +1245,7 @@ int cli_cmd_debug(int argc, char **argv, qd_err *e)
         case S_FIXES: rc = step_fixes(g, wf, nwf, ranges, nranges, e); break;
         case S_PERQ: rc = step_perq(g, mem, opts[NAIVE].val != NULL, e); break;
         case S_TENSORS: rc = step_tensors(g, e); break;
-        case S_MIXED: rc = step_mixed(g, e); break;
+        case S_MIXED: rc = step_mixed(g, mem, opts[NAIVE].val != NULL, e); break;
         }
         if (rc && stop_flag) {
             g->stopped_at = k;

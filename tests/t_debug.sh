@@ -33,7 +33,7 @@ check "fixes: 3 weight fixes, 6 range methods" js $R "j.fixes.weights.map(f=>f.l
 check "per-quantizer: cached, fewer node runs than naive" js $R "j.per_quantizer.cached && j.per_quantizer.node_runs < j.per_quantizer.node_runs_naive && j.per_quantizer.quantizers.length>=10"
 check "tensors: one row per measured quantizer" js $R "j.tensors.length==j.per_quantizer.quantizers.length"
 check "rmse/scale of 4-bit weights near 0.289" js $R "j.tensors.filter(t=>t.kind=='param').every(t=>t.local.rmse_scale>0.2&&t.local.rmse_scale<0.4)"
-check "fallback: steps taken until within budget (or none needed)" js $R "j.quantized.drop_points<=1 ? j.mixed_precision.steps.length==0 : j.mixed_precision.met ? j.mixed_precision.steps[j.mixed_precision.steps.length-1].drop_points<=1 : j.mixed_precision.steps.length==10"
+check "fallback: steps taken until within budget (or none needed)" js $R "j.quantized.drop_points<=1 ? j.mixed_precision.steps.length==0 : j.mixed_precision.met ? j.mixed_precision.steps[j.mixed_precision.steps.length-1].drop_points<=1 : j.mixed_precision.steps.length<=10 && j.mixed_precision.reranked<=3"
 check "recommendations name a quantizer" js $R "j.recommendations.length>=4 && j.recommendations.some(r=>j.per_quantizer.quantizers.some(q=>r.includes(q.name)))"
 check "summary has every section" bash -c "grep -c '^## ' $tmp/r/summary.md | grep -qx 7"
 n=$(jget $R 'j.per_quantizer.quantizers.length')
