@@ -585,16 +585,16 @@ static void step_reco(dbg *g)
             const qd_terr_row *wr = NULL;
             for (int i = 0; g->ran[S_TENSORS] && i < g->terr.n; i++) {
                 const qd_terr_row *r = &g->terr.rows[i];
-                if (r->kind != QD_QK_PARAM && r->local.n && (!wr || r->local.clip_frac > wr->local.clip_frac))
-                    wr = r, worst = qname(g, r->q);
+                if (r->kind != QD_QK_PARAM && r->local.n && (!wr || r->local.sqnr_db < wr->local.sqnr_db))
+                    wr = r, worst = qname(g, r->q); /* the worst activation alone */
             }
             double gain = 100.0 * (metric(&g->afix[ba].r) - metric(&g->tgt.r));
             const char *cur = g->base.range ? g->base.range : "sqnr";
             if (gain <= 0 || !strcmp(g->afix[ba].label, cur))
                 reco(g, "Activation ranges: no method tried beats %s, the one in use.", cur);
             else if (wr && wr->local.clip_frac > 0)
-                reco(g, "Best activation range: %s, %+.2f points; %s clips %.2f%% of its values at %d bits (local "
-                        "SQNR %.1f dB).",
+                reco(g, "Best activation range: %s, %+.2f points; the noisiest activation, %s, clips %.2f%% of its "
+                        "values at %d bits (local SQNR %.1f dB).",
                      g->afix[ba].label, 100.0 * (metric(&g->afix[ba].r) - metric(&g->tgt.r)), worst,
                      100.0 * wr->local.clip_frac, g->abits, wr->local.sqnr_db);
             else
