@@ -8,38 +8,17 @@
 
 #include "adaround.h"
 #include "cpu.h"
+#include "fixtures.h"
 #include "harness.h"
 #include "qeval.h"
 #include "qjson.h"
 
 
-static qd_dataset *open_data(const char *spec, int64_t n, uint64_t seed)
-{
-    qd_err e = {0};
-    qd_dataset *d = qd_data_open(spec, NULL, &e);
-    if (!d || qd_data_limit(d, n, seed, &e)) {
-        fprintf(stderr, "data %s: %s\n", spec, e.msg);
-        qd_data_free(d);
-        return NULL;
-    }
-    return d;
-}
 
 static qd_sim *make_sim(const char *model, int wbits, int abits, int per_channel)
 {
-    qd_err e = {0};
-    qd_qcfg cfg = {0};
-    qd_graph *g = qd_qcfg_builtin("default", &cfg, &e) ? NULL : qd_graph_load(model, &e);
-    qd_sim *s = NULL;
-    if (g) {
-        qd_sim_opts o = {.cfg = &cfg, .act_bits = abits, .param_bits = wbits, .per_channel = per_channel,
-                         .nthreads = 2};
-        s = qd_sim_new(g, &o, &e);
-    }
-    if (!s)
-        fprintf(stderr, "make_sim %s: %s\n", model, e.msg);
-    qd_qcfg_clear(&cfg);
-    return s;
+    return th_sim(model, (qd_sim_opts){.act_bits = abits, .param_bits = wbits, .per_channel = per_channel,
+                                       .nthreads = 2});
 }
 
 /* Turn off every weight quantizer but the one on `keep` (a weight name). */
@@ -99,7 +78,7 @@ static void test_rectified_sigmoid(void)
 static void test_one_layer(const char *weight, int per_channel)
 {
     qd_sim *s = make_sim("models/lenet.onnx", 4, 8, per_channel);
-    qd_dataset *d = open_data("fashion-mnist:train", 512, 3);
+    qd_dataset *d = th_data("fashion-mnist:train", 512, 3);
     qd_err e = {0};
     ok(s && d, "lenet sim and data");
     if (!s || !d)
@@ -195,7 +174,7 @@ out:
 static void test_geometry(const char *model)
 {
     qd_sim *s = make_sim(model, 8, 8, 1);
-    qd_dataset *d = open_data("fashion-mnist:train", TH_LIGHT ? 16 : 64, 5);
+    qd_dataset *d = th_data("fashion-mnist:train", TH_LIGHT ? 16 : 64, 5);
     qd_err e = {0};
     ok(s && d, "%s sim and data", model);
     if (!s || !d || qd_sim_calibrate(s, d, 64, NULL, NULL, &e)) {
@@ -246,8 +225,8 @@ static double top1(qd_sim *s, qd_dataset *t, const qd_logits *ref)
 static void test_lenet_w4a8(void)
 {
     qd_sim *s = make_sim("models/lenet.onnx", 4, 8, -1);
-    qd_dataset *d = open_data("fashion-mnist:train", TH_LIGHT ? 256 : 1024, 1);
-    qd_dataset *t = open_data("fashion-mnist", TH_LIGHT ? 500 : 2000, 7);
+    qd_dataset *d = th_data("fashion-mnist:train", TH_LIGHT ? 256 : 1024, 1);
+    qd_dataset *t = th_data("fashion-mnist", TH_LIGHT ? 500 : 2000, 7);
     qd_err e = {0};
     qd_logits ref = {0};
     ok(s && d && t, "lenet sim and data");
@@ -300,7 +279,7 @@ static int stop_at_second(void *user, int layer, int nlayers, const char *name)
 static void test_refusals(void)
 {
     qd_sim *s = make_sim("models/lenet.onnx", 4, 8, -1);
-    qd_dataset *d = open_data("fashion-mnist:train", 64, 1);
+    qd_dataset *d = th_data("fashion-mnist:train", 64, 1);
     qd_err e = {0};
     qd_adaround_report r;
     ok(s && d, "lenet sim and data");

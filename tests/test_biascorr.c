@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "biascorr.h"
+#include "fixtures.h"
 #include "harness.h"
 #include "qeval.h"
 #include "qjson.h"
@@ -15,34 +16,13 @@
 #define EVAL_IMAGES (TH_LIGHT ? 500 : 2000)
 #define CAL_IMAGES (TH_LIGHT ? 96 : 256)
 
-/* Calibration images: the first n of a seeded subset of the training split. */
-static qd_dataset *train_data(int64_t n, uint64_t seed)
-{
-    qd_err e = {0};
-    qd_dataset *d = qd_data_open("fashion-mnist:train", NULL, &e);
-    if (!d || qd_data_limit(d, n, seed, &e)) {
-        fprintf(stderr, "data: %s\n", e.msg);
-        qd_data_free(d);
-        return NULL;
-    }
-    return d;
-}
+/* Calibration images: a seeded subset of the training split. */
+static qd_dataset *train_data(int64_t n, uint64_t seed) { return th_data("fashion-mnist:train", n, seed); }
 
 static qd_sim *make_sim(const char *model, int wbits, int abits)
 {
-    qd_err e = {0};
-    qd_qcfg cfg = {0};
-    qd_graph *g = qd_qcfg_builtin("default", &cfg, &e) ? NULL : qd_graph_load(model, &e);
-    qd_sim *s = NULL;
-    if (g) {
-        qd_sim_opts o = {.cfg = &cfg, .act_bits = abits, .param_bits = wbits, .range = QD_RANGE_SQNR,
-                         .per_channel = 0, .nthreads = 2};
-        s = qd_sim_new(g, &o, &e);
-    }
-    if (!s)
-        fprintf(stderr, "make_sim %s: %s\n", model, e.msg);
-    qd_qcfg_clear(&cfg);
-    return s;
+    return th_sim(model, (qd_sim_opts){.act_bits = abits, .param_bits = wbits, .range = QD_RANGE_SQNR,
+                                       .per_channel = 0, .nthreads = 2});
 }
 
 /* ------------------------------------------------------------ expectations */

@@ -7,42 +7,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fixtures.h"
 #include "harness.h"
 #include "perq.h"
 #include "qeval.h"
 #include "qjson.h"
 #include "util.h"
 
-static qd_dataset *data(const char *spec, int64_t n, uint64_t seed)
-{
-    qd_err e = {0};
-    qd_dataset *d = qd_data_open(spec, NULL, &e);
-    if (!d || qd_data_limit(d, n, seed, &e)) {
-        fprintf(stderr, "data %s: %s\n", spec, e.msg);
-        qd_data_free(d);
-        return NULL;
-    }
-    return d;
-}
 
 static qd_sim *make_sim(const char *model, int wbits, int abits, qd_dataset *cal)
 {
     qd_err e = {0};
-    qd_qcfg cfg = {0};
-    qd_graph *g = qd_qcfg_builtin("default", &cfg, &e) ? NULL : qd_graph_load(model, &e);
-    qd_sim *s = NULL;
-    if (g) {
-        qd_sim_opts o = {.cfg = &cfg, .act_bits = abits, .param_bits = wbits, .range = QD_RANGE_SQNR,
-                         .per_channel = 0, .nthreads = 2};
-        s = qd_sim_new(g, &o, &e);
-    }
+    qd_sim *s = th_sim(model, (qd_sim_opts){.act_bits = abits, .param_bits = wbits, .range = QD_RANGE_SQNR,
+                                            .per_channel = 0, .nthreads = 2});
     if (s && qd_sim_calibrate(s, cal, 32, NULL, NULL, &e)) {
+        fprintf(stderr, "calibrate %s: %s\n", model, e.msg);
         qd_sim_free(s);
         s = NULL;
     }
-    if (!s)
-        fprintf(stderr, "make_sim %s: %s\n", model, e.msg);
-    qd_qcfg_clear(&cfg);
     return s;
 }
 
@@ -86,7 +68,7 @@ static int stop_after(void *user, int64_t done, int64_t total)
 static void check_model(const char *model, int wbits, int abits, int64_t images, int64_t batch, int every)
 {
     qd_err e = {0};
-    qd_dataset *cal = data("fashion-mnist:train", 64, 7), *d = data("fashion-mnist", images, 11);
+    qd_dataset *cal = th_data("fashion-mnist:train", 64, 7), *d = th_data("fashion-mnist", images, 11);
     qd_sim *s = cal && d ? make_sim(model, wbits, abits, cal) : NULL;
     ok(s != NULL, "%s: sim", model);
     if (!s)

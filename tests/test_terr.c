@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fixtures.h"
 #include "harness.h"
 #include "npy.h"
 #include "qjson.h"
@@ -18,33 +19,11 @@
 #define EVAL_IMAGES (TH_LIGHT ? 32 : 64)
 #define BATCH 24 /* not a divisor of EVAL_IMAGES: a short last batch */
 
-static qd_dataset *data(const char *spec, int64_t n, uint64_t seed)
-{
-    qd_err e = {0};
-    qd_dataset *d = qd_data_open(spec, NULL, &e);
-    if (!d || qd_data_limit(d, n, seed, &e)) {
-        fprintf(stderr, "data %s: %s\n", spec, e.msg);
-        qd_data_free(d);
-        return NULL;
-    }
-    return d;
-}
 
 static qd_sim *make_sim(int wbits, int abits, int per_channel)
 {
-    qd_err e = {0};
-    qd_qcfg cfg = {0};
-    qd_graph *g = qd_qcfg_builtin("default", &cfg, &e) ? NULL : qd_graph_load(MODEL, &e);
-    qd_sim *s = NULL;
-    if (g) {
-        qd_sim_opts o = {.cfg = &cfg, .act_bits = abits, .param_bits = wbits, .range = QD_RANGE_MINMAX,
-                         .per_channel = per_channel, .nthreads = 1};
-        s = qd_sim_new(g, &o, &e);
-    }
-    if (!s)
-        fprintf(stderr, "make_sim: %s\n", e.msg);
-    qd_qcfg_clear(&cfg);
-    return s;
+    return th_sim(MODEL, (qd_sim_opts){.act_bits = abits, .param_bits = wbits, .range = QD_RANGE_MINMAX,
+                                       .per_channel = per_channel, .nthreads = 1});
 }
 
 /* A sim calibrated on CAL_IMAGES training images. */
@@ -52,7 +31,7 @@ static qd_sim *calibrated(int wbits, int abits, int per_channel)
 {
     qd_err e = {0};
     qd_sim *s = make_sim(wbits, abits, per_channel);
-    qd_dataset *cal = data("fashion-mnist:train", CAL_IMAGES, 1);
+    qd_dataset *cal = th_data("fashion-mnist:train", CAL_IMAGES, 1);
     if (s && (!cal || qd_sim_calibrate(s, cal, 32, NULL, NULL, &e))) {
         fprintf(stderr, "calibrate: %s\n", e.msg);
         qd_sim_free(s);
@@ -136,7 +115,7 @@ static void test_lenet(void)
 {
     qd_err e = {0};
     qd_sim *s = calibrated(8, 8, -1);
-    qd_dataset *d = data("fashion-mnist", EVAL_IMAGES, 2), *cal = data("fashion-mnist:train", CAL_IMAGES, 1);
+    qd_dataset *d = th_data("fashion-mnist", EVAL_IMAGES, 2), *cal = th_data("fashion-mnist:train", CAL_IMAGES, 1);
     ok(s && d && cal, "lenet sim, data");
     if (!s || !d || !cal)
         goto out;
@@ -243,7 +222,7 @@ static void test_against_reference(void)
 {
     qd_err e = {0};
     qd_sim *s = calibrated(8, 8, 1);
-    qd_dataset *d = data("fashion-mnist", EVAL_IMAGES, 3);
+    qd_dataset *d = th_data("fashion-mnist", EVAL_IMAGES, 3);
     ok(s && d, "per-channel sim, data");
     if (!s || !d)
         goto out;
@@ -321,7 +300,7 @@ static void test_bypass(void)
 {
     qd_err e = {0};
     qd_sim *s = calibrated(8, 8, -1);
-    qd_dataset *d = data("fashion-mnist", EVAL_IMAGES / 2, 4);
+    qd_dataset *d = th_data("fashion-mnist", EVAL_IMAGES / 2, 4);
     ok(s && d, "sim, data");
     if (!s || !d)
         goto out;
@@ -361,7 +340,7 @@ static void test_bits(void)
 {
     qd_err e = {0};
     qd_sim *s8 = calibrated(8, 8, -1), *s4 = calibrated(4, 8, -1);
-    qd_dataset *d = data("fashion-mnist", 8, 5);
+    qd_dataset *d = th_data("fashion-mnist", 8, 5);
     ok(s8 && s4 && d, "8- and 4-bit sims");
     qd_terr t8 = {0}, t4 = {0};
     if (!s8 || !s4 || !d || terr(s8, d, &t8, &e) || terr(s4, d, &t4, &e)) {
@@ -405,7 +384,7 @@ static void test_edges(void)
 {
     qd_err e = {0};
     qd_sim *s = make_sim(8, 8, -1);
-    qd_dataset *d = data("fashion-mnist", 16, 6);
+    qd_dataset *d = th_data("fashion-mnist", 16, 6);
     ok(s && d, "sim, data");
     if (!s || !d)
         goto out;
