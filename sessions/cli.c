@@ -604,7 +604,6 @@ static int cmd_sweep(int argc, char **argv, qd_err *e)
     if (abits > QD_BITS_MAX && abits != QD_BITS_FLOAT)
         return qd_errf(e, QD_EINPUT, "qdb sweep: --act-bits must be %d..%d or 32, got %ld", QD_BITS_MIN, QD_BITS_MAX,
                        abits);
-    /* fixes: bit 0 cle, bit 1 bias correction, bit 2 AdaRound */
     unsigned fixes[16];
     char fixname[16][32];
     int nfix = 0;
@@ -616,19 +615,9 @@ static int cmd_sweep(int argc, char **argv, qd_err *e)
                 return qd_errf(e, QD_EINPUT, "qdb sweep: --fixes: empty or too long item in '%s'", opts[FIXES].val);
             memcpy(fixname[nfix], p, n);
             fixname[nfix][n] = 0;
-            unsigned f = 0;
-            char item[32];
-            memcpy(item, fixname[nfix], n + 1);
-            for (char *save = NULL, *t = strtok_r(item, "+", &save); t; t = strtok_r(NULL, "+", &save)) {
-                if (!strcmp(t, "cle"))
-                    f |= 1;
-                else if (!strcmp(t, "bc"))
-                    f |= 2;
-                else if (!strcmp(t, "ada"))
-                    f |= 4;
-                else if (strcmp(t, "none") != 0)
-                    return qd_errf(e, QD_EINPUT, "qdb sweep: --fixes: unknown fix '%s' (none, cle, bc, ada)", t);
-            }
+            unsigned f;
+            if (cli_parse_fix("sweep", "--fixes", fixname[nfix], 0, &f, e))
+                return e->code;
             fixes[nfix++] = f;
             p += n;
             if (*p == ',')
@@ -698,9 +687,9 @@ static int cmd_sweep(int argc, char **argv, qd_err *e)
                 goto out;
             qs.quant = quant;
             qs.per_channel = pc;
-            qs.cle = fixes[fi] & 1;
-            qs.bias_correct = fixes[fi] & 2 ? "empirical" : NULL;
-            qs.adaround = (fixes[fi] & 4) != 0;
+            qs.cle = (fixes[fi] & CLI_FIX_CLE) != 0;
+            qs.bias_correct = fixes[fi] & CLI_FIX_BC ? "empirical" : NULL;
+            qs.adaround = (fixes[fi] & CLI_FIX_ADA) != 0;
             pr.t0 = qd_now_ms() / 1e3;
             qs.progress = eo.progress;
             qs.user = &pr;

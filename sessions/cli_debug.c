@@ -160,8 +160,8 @@ static void step_begin(dbg *g, int k, const char *what)
     g->pr.what = what;
 }
 
-/* Build and calibrate a sim for wN aM with the fixes asked (bit 0 cle, 1 bc,
- * 2 ada, 3 per-channel) and one more --set (or NULL); NULL with e set. */
+/* Build and calibrate a sim for wN aM with the fixes asked (CLI_FIX_*) and
+ * one more --set (or NULL); NULL with e set. */
 static qd_sim *build(dbg *g, int wbits, int abits, unsigned fixes, const char *extra_set, qd_err *e)
 {
     qd_qsetup o = g->base;
@@ -169,11 +169,11 @@ static qd_sim *build(dbg *g, int wbits, int abits, unsigned fixes, const char *e
     const char *sets[OPT_MAXVALS + 1];
     snprintf(quant, sizeof quant, "w%da%d", wbits, abits);
     o.quant = quant;
-    if (fixes & 8)
+    if (fixes & CLI_FIX_PC)
         o.per_channel = 1;
-    o.cle = (fixes & 1) != 0;
-    o.bias_correct = fixes & 2 ? "empirical" : NULL;
-    o.adaround = (fixes & 4) != 0;
+    o.cle = (fixes & CLI_FIX_CLE) != 0;
+    o.bias_correct = fixes & CLI_FIX_BC ? "empirical" : NULL;
+    o.adaround = (fixes & CLI_FIX_ADA) != 0;
     if (extra_set) {
         for (int i = 0; i < o.nsets; i++)
             sets[i] = o.sets[i];
@@ -278,7 +278,8 @@ static int step_wa(dbg *g, qd_err *e)
 /* "pc+cle+bc+ada" order; "none" for 0. */
 static const char *fix_label(unsigned f, char *buf, size_t n)
 {
-    static const struct { unsigned bit; const char *name; } names[] = {{8, "pc"}, {1, "cle"}, {2, "bc"}, {4, "ada"}};
+    static const struct { unsigned bit; const char *name; } names[] = {
+        {CLI_FIX_PC, "pc"}, {CLI_FIX_CLE, "cle"}, {CLI_FIX_BC, "bc"}, {CLI_FIX_ADA, "ada"}};
     size_t at = 0;
     buf[0] = 0;
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
@@ -348,19 +349,18 @@ static int step_tensors(dbg *g, qd_err *e)
 }
 
 /* Order of quantizers k (indices into g->qs) by disable-one gain, best first. */
-static const dbg *sort_ctx;
-static int by_gain(const void *a, const void *b)
+static int by_gain(const void *a, const void *b, void *ctx)
 {
-    const dbg *g = sort_ctx;
+    const dbg *g = ctx;
     double ga = metric(&g->dis1[*(const int *)a]), gb = metric(&g->dis1[*(const int *)b]);
     if (ga != gb)
         return ga > gb ? -1 : 1;
     double sa = g->dis1[*(const int *)a].sqnr_db, sb = g->dis1[*(const int *)b].sqnr_db;
     return sa > sb ? -1 : sa < sb ? 1 : *(const int *)a - *(const int *)b;
 }
-static int by_harm(const void *a, const void *b) /* enable-one: lowest metric first */
+static int by_harm(const void *a, const void *b, void *ctx) /* enable-one: lowest metric first */
 {
-    const dbg *g = sort_ctx;
+    const dbg *g = ctx;
     double ma = metric(&g->en1[*(const int *)a]), mb = metric(&g->en1[*(const int *)b]);
     if (ma != mb)
         return ma < mb ? -1 : 1;
@@ -368,15 +368,14 @@ static int by_harm(const void *a, const void *b) /* enable-one: lowest metric fi
     return sa < sb ? -1 : sa > sb ? 1 : *(const int *)a - *(const int *)b;
 }
 
-static int *ranked(dbg *g, int (*cmp)(const void *, const void *))
+static int *ranked(dbg *g, int (*cmp)(const void *, const void *, void *))
 {
     int *o = malloc(sizeof *o * (size_t)(g->nq + 1));
     if (!o)
         return NULL;
     for (int k = 0; k < g->nq; k++)
         o[k] = k;
-    sort_ctx = g;
-    qsort(o, (size_t)g->nq, sizeof *o, cmp);
+    qsort_r(o, (size_t)g->nq, sizeof *o, cmp, g);
     return o;
 }
 
@@ -398,11 +397,9 @@ static int measure_gains(dbg *g, const unsigned char *raised, double *gain, size
             qs[n++] = g->qs[k];
         }
     }
-    qd_qeval_result base = {0};
-    meas mb = {0};
-    if ((rc = eval(g, g->s, &mb, e)))
+    meas base = {0};
+    if ((rc = eval(g, g->s, &base, e)))
         goto out;
-    base = mb.r;
     qd_perq_opts po = {.batch = g->eo.batch, .mem = mem, .naive = naive, .progress = dbg_progress, .user = &g->pr};
     qd_perq_info info;
     g->pr.bar.t0 = qd_now_ms() / 1e3;
@@ -413,7 +410,7 @@ static int measure_gains(dbg *g, const unsigned char *raised, double *gain, size
         goto out;
     }
     for (int i = 0; i < n; i++)
-        gain[at[i]] = 100.0 * (metric(&res[i]) - metric(&base));
+        gain[at[i]] = 100.0 * (metric(&res[i]) - metric(&base.r));
 out:
     free(qs);
     free(at);
@@ -1148,18 +1145,9 @@ int cli_cmd_debug(int argc, char **argv, qd_err *e)
     int nwf = 0;
     if (split_list("--fixes", opts[FIXES].val ? opts[FIXES].val : "pc,cle,bc,cle+bc,ada", items, 16, &nwf, e))
         return e->code;
-    for (int i = 0; i < nwf; i++) {
-        unsigned f = 0;
-        char tmp[32];
-        memcpy(tmp, items[i], sizeof tmp);
-        for (char *save = NULL, *t = strtok_r(tmp, "+", &save); t; t = strtok_r(NULL, "+", &save)) {
-            unsigned bit = !strcmp(t, "cle") ? 1 : !strcmp(t, "bc") ? 2 : !strcmp(t, "ada") ? 4 : !strcmp(t, "pc") ? 8 : 0;
-            if (!bit)
-                return qd_errf(e, QD_EINPUT, "qdb debug: --fixes: unknown fix '%s' (pc, cle, bc, ada)", t);
-            f |= bit;
-        }
-        wf[i] = f;
-    }
+    for (int i = 0; i < nwf; i++)
+        if (cli_parse_fix("debug", "--fixes", items[i], 1, &wf[i], e))
+            return e->code;
     char ranges[16][32];
     int nranges = 0;
     if (split_list("--ranges", opts[RANGES].val ? opts[RANGES].val : "minmax,sqnr,percentile:99.99,percentile:99.9,mse,kl",

@@ -97,6 +97,25 @@ int cli_progress(void *user, int64_t done, int64_t total)
     return 0;
 }
 
+int cli_parse_fix(const char *cmd, const char *opt_name, const char *item, int allow_pc, unsigned *out, qd_err *e)
+{
+    static const struct { const char *name; unsigned bit; } fixes[] = {
+        {"none", 0}, {"cle", CLI_FIX_CLE}, {"bc", CLI_FIX_BC}, {"ada", CLI_FIX_ADA}, {"pc", CLI_FIX_PC}};
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, "%s", item);
+    *out = 0;
+    for (char *save = NULL, *t = strtok_r(tmp, "+", &save); t; t = strtok_r(NULL, "+", &save)) {
+        size_t i = 0;
+        while (i < sizeof fixes / sizeof *fixes && (strcmp(t, fixes[i].name) || (fixes[i].bit == CLI_FIX_PC && !allow_pc)))
+            i++;
+        if (i == sizeof fixes / sizeof *fixes)
+            return qd_errf(e, QD_EINPUT, "qdb %s: %s: unknown fix '%s' (%snone, cle, bc, ada)", cmd, opt_name, t,
+                           allow_pc ? "pc, " : "");
+        *out |= fixes[i].bit;
+    }
+    return QD_OK;
+}
+
 int cli_quant_given(const opt *q)
 {
     for (int i = 0; i < Q__N; i++)

@@ -76,6 +76,12 @@ enum { Q_QUANT, Q_PC, Q_PT, Q_RANGE, Q_CALIB, Q_CALIBDATA, Q_CONFIG, Q_SET, Q_OV
     "                     calibration images; the weight encodings are then frozen\n"                   \
     "  --adaround-iters N Adam steps per layer (default 500)\n"
 
+/* Weight fixes as bits (sweep --fixes, debug --fixes). */
+enum { CLI_FIX_CLE = 1, CLI_FIX_BC = 2, CLI_FIX_ADA = 4, CLI_FIX_PC = 8 };
+/* One '+' list such as "cle+bc" (or "none") into *out; pc only when
+ * allow_pc. QD_EINPUT naming cmd and opt_name on an unknown fix. */
+int cli_parse_fix(const char *cmd, const char *opt_name, const char *item, int allow_pc, unsigned *out, qd_err *e);
+
 /* Whether any quantization option was given. */
 int cli_quant_given(const opt *q);
 /* Fill o from the parsed quantization options q. data_spec is the
