@@ -190,15 +190,14 @@ const qd_tensor *qd_exec_value(const qd_exec *x, int v)
     return &x->vals[v];
 }
 
-int qd_exec_put(qd_exec *x, int v, const qd_tensor *t, qd_err *e)
+int qd_exec_swap(qd_exec *x, int v, qd_tensor *t, qd_err *e)
 {
     if (v < 0 || v >= x->g->nvalues || x->g->values[v].init || x->g->values[v].producer < 0)
         return qd_errf(e, QD_EINPUT, "value %d is not a node output", v);
-    unborrow(&x->vals[v]);
-    if (qd_tensor_resize(&x->vals[v], t->dtype, t->ndim, t->shape, e))
-        return e->code;
-    memcpy(x->vals[v].data, t->data, qd_tensor_nbytes(t));
-    x->have[v] = 1;
+    qd_tensor tmp = x->vals[v];
+    x->vals[v] = *t;
+    *t = tmp;
+    x->have[v] = x->vals[v].data != NULL;
     return QD_OK;
 }
 

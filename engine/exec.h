@@ -35,9 +35,10 @@ int qd_exec_run(qd_exec *x, const qd_tensor *inputs, int ninputs, qd_err *e);
  * lies downstream of one quantizer). */
 int qd_exec_run_some(qd_exec *x, const qd_tensor *inputs, int ninputs, const unsigned char *run, qd_err *e);
 
-/* Overwrite node output v with a copy of t (restoring a cached value before
- * a qd_exec_run_some). QD_EINPUT when v is not a node output. */
-int qd_exec_put(qd_exec *x, int v, const qd_tensor *t, qd_err *e);
+/* Exchange node output v's tensor with *t, without copying: a caller sets
+ * a value aside while qd_exec_run_some recomputes it into t's buffer, and
+ * swaps back to restore it. QD_EINPUT when v is not a node output. */
+int qd_exec_swap(qd_exec *x, int v, qd_tensor *t, qd_err *e);
 
 /* Wall time node i took in the last run, milliseconds (infer + run). */
 double qd_exec_node_ms(const qd_exec *x, int i);

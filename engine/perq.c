@@ -19,13 +19,13 @@ void qd_perq_reach(qd_sim *s, int qi, unsigned char *run)
         return;
     for (int i = 0; i < g->nnodes; i++) {
         const qd_node *nd = &g->nodes[i];
-        int hit = q->kind == QD_QK_ACT && i == q->node;
+        int hit = 0;
         for (int j = 0; j < nd->nin && !hit; j++) {
             int v = nd->in[j];
             if (v < 0)
                 continue;
             int p = g->values[v].producer;
-            hit = (q->kind != QD_QK_ACT && v == q->value) || (p >= 0 && run[p]);
+            hit = v == q->value || (p >= 0 && run[p]);
         }
         run[i] = (unsigned char)hit;
     }
@@ -87,52 +87,75 @@ static int naive(perq_run *r, const int *qs, int n, qd_qeval_result *res, qd_err
     return QD_OK;
 }
 
-/* Per batch: one base run, its reachable values kept, then per quantizer
- * only the nodes it reaches. */
-static int cached(perq_run *r, const int *qs, int n, const unsigned char *reach, const unsigned char *any,
-                  qd_qeval_result *res, qd_err *e)
+/* Swap value v (when >= 0) with own[v] and the outputs of the nodes in
+ * run with alt, between the executor and the caller. */
+static int swap_outputs(qd_exec *x, const qd_graph *g, const unsigned char *run, int v, qd_tensor *own,
+                        qd_tensor *alt, qd_err *e)
+{
+    if (v >= 0 && qd_exec_swap(x, v, &own[v], e))
+        return e->code;
+    for (int i = 0; i < g->nnodes; i++)
+        for (int j = 0; run[i] && j < g->nodes[i].nout; j++)
+            if (g->nodes[i].out[j] >= 0 && qd_exec_swap(x, g->nodes[i].out[j], &alt[g->nodes[i].out[j]], e))
+                return e->code;
+    return QD_OK;
+}
+
+/* Per batch: one base run whose values stay in the executor; per
+ * quantizer the nodes it reaches run again into spare buffers swapped in
+ * (no copies), and are swapped out again. An activation quantizer's
+ * producer does not run again: its value is the base value fake-quantized
+ * (enable-one) or the producer's output captured in the base run before
+ * its quantizer (disable-one). */
+static int cached(perq_run *r, const int *qs, int n, const unsigned char *reach, qd_qeval_result *res, qd_err *e)
 {
     const qd_graph *g = r->g;
     qd_exec *x = qd_sim_exec(r->s);
-    qd_tensor *snap = calloc((size_t)g->nvalues + 1, sizeof *snap);
-    if (!snap)
-        return qd_errf(e, QD_EFAIL, "out of memory");
+    qd_tensor *spare = calloc((size_t)g->nvalues + 1, sizeof *spare);
+    qd_tensor *pre = calloc((size_t)g->nvalues + 1, sizeof *pre);
+    unsigned char *want = calloc((size_t)g->nvalues + 1, 1);
     int64_t *cost = calloc((size_t)n + 1, sizeof *cost);
-    if (!cost) {
-        free(snap);
-        return qd_errf(e, QD_EFAIL, "out of memory");
+    int rc = QD_OK;
+    if (!spare || !pre || !want || !cost) {
+        rc = qd_errf(e, QD_EFAIL, "out of memory");
+        goto out;
     }
-    for (int k = 0; k < n; k++)
+    for (int k = 0; k < n; k++) {
+        const qd_quantizer *q = qd_sim_get(r->s, qs[k]);
+        want[q->value] |= q->kind == QD_QK_ACT && !r->on;
         for (int i = 0; i < g->nnodes; i++)
             cost[k] += reach[(size_t)k * g->nnodes + i];
-    int rc = QD_OK;
+    }
     for (int64_t at = 0; at < r->total && !rc; at += r->batch) {
         int64_t nb = r->total - at < r->batch ? r->total - at : r->batch;
-        if ((rc = qd_data_batch(r->d, at, nb, &r->x, NULL, e)) || (rc = qd_sim_run(r->s, &r->x, 1, e)) ||
-            (rc = qd_qeval_add(&r->info->base, r->ref, at, g, qd_sim_output(r->s, 0), e)))
+        qd_sim_capture(r->s, want, pre);
+        rc = qd_data_batch(r->d, at, nb, &r->x, NULL, e);
+        if (!rc)
+            rc = qd_sim_run(r->s, &r->x, 1, e);
+        qd_sim_capture(r->s, NULL, NULL);
+        if (rc || (rc = qd_qeval_add(&r->info->base, r->ref, at, g, qd_sim_output(r->s, 0), e)))
             break;
         r->info->nodes_run += g->nnodes;
-        for (int i = 0; i < g->nnodes && !rc; i++)
-            for (int j = 0; any[i] && j < g->nodes[i].nout && !rc; j++) {
-                int v = g->nodes[i].out[j];
-                const qd_tensor *t = v >= 0 ? qd_exec_value(x, v) : NULL;
-                if (t)
-                    rc = qd_tensor_copy(&snap[v], t, e);
-            }
         for (int k = 0; k < n && !rc; k++) {
             const unsigned char *run = reach + (size_t)k * g->nnodes;
+            const qd_quantizer *q = qd_sim_get(r->s, qs[k]);
+            int v = q->kind == QD_QK_ACT ? q->value : -1;
+            qd_tensor *own = r->on ? spare : pre;
             qd_sim_set_enabled(r->s, qs[k], r->on);
-            rc = qd_sim_run_some(r->s, &r->x, 1, run, e);
-            if (!rc)
-                rc = qd_qeval_add(&res[k], r->ref, at, g, qd_sim_output(r->s, 0), e);
+            if (v >= 0 && r->on) {
+                const qd_tensor *base = qd_exec_value(x, v);
+                rc = base ? qd_sim_quantize(r->s, qs[k], base, &spare[v], e)
+                          : qd_errf(e, QD_EFAIL, "%s: no value after the base run", q->name);
+            }
+            if (!rc && !(rc = swap_outputs(x, g, run, v, own, spare, e))) {
+                rc = qd_sim_run_some(r->s, &r->x, 1, run, e);
+                if (!rc)
+                    rc = qd_qeval_add(&res[k], r->ref, at, g, qd_sim_output(r->s, 0), e);
+                int rc2 = swap_outputs(x, g, run, v, own, spare, e);
+                rc = rc ? rc : rc2;
+            }
             qd_sim_set_enabled(r->s, qs[k], !r->on);
             r->info->nodes_run += cost[k];
-            for (int i = 0; i < g->nnodes && !rc; i++)
-                for (int j = 0; run[i] && j < g->nodes[i].nout && !rc; j++) {
-                    int v = g->nodes[i].out[j];
-                    if (v >= 0 && snap[v].data)
-                        rc = qd_exec_put(x, v, &snap[v], e);
-                }
         }
         if (rc)
             break;
@@ -142,13 +165,18 @@ static int cached(perq_run *r, const int *qs, int n, const unsigned char *reach,
         if (r->info->stopped)
             break;
     }
+out:
+    qd_sim_capture(r->s, NULL, NULL);
     size_t bytes = 0;
-    for (int v = 0; v < g->nvalues; v++) {
-        bytes += snap[v].cap;
-        qd_tensor_free(&snap[v]);
+    for (int v = 0; spare && pre && v < g->nvalues; v++) {
+        bytes += spare[v].cap + pre[v].cap;
+        qd_tensor_free(&spare[v]);
+        qd_tensor_free(&pre[v]);
     }
     r->info->cache_bytes = bytes;
-    free(snap);
+    free(spare);
+    free(pre);
+    free(want);
     free(cost);
     return rc;
 }
@@ -209,7 +237,17 @@ int qd_perq_run(qd_sim *s, qd_dataset *d, const qd_logits *ref, qd_perq_mode mod
         size_t mem = o->mem ? o->mem : PERQ_DEFAULT_MEM;
         if ((rc = qd_data_batch(d, 0, 1, &r.x, NULL, e)) || (rc = qd_sim_run(s, &r.x, 1, e)))
             goto out;
-        size_t per = outputs_bytes(qd_sim_exec(s), g, any);
+        /* spare buffers for the nodes re-run and for an activation's own
+         * value (enable-one: quantized); disable-one captures those too */
+        size_t own = 0;
+        for (int k = 0; k < n; k++) {
+            const qd_quantizer *q = qd_sim_get(s, qs[k]);
+            const qd_tensor *t = q->kind == QD_QK_ACT ? qd_exec_value(qd_sim_exec(s), q->value) : NULL;
+            own += t ? qd_tensor_nbytes(t) : 0;
+            if (t && q->node >= 0)
+                any[q->node] = 1;
+        }
+        size_t per = outputs_bytes(qd_sim_exec(s), g, any) + (r.on ? 0 : own);
         if (per && per * (size_t)r.batch > mem)
             r.batch = (int64_t)(mem / per);
         use_cache = r.batch >= 1;
@@ -219,7 +257,7 @@ int qd_perq_run(qd_sim *s, qd_dataset *d, const qd_logits *ref, qd_perq_mode mod
     info->batch = r.batch;
     info->cached = use_cache;
     info->nodes_full = (int64_t)n * ((r.total + r.batch - 1) / r.batch) * g->nnodes;
-    rc = use_cache ? cached(&r, qs, n, reach, any, res, e) : naive(&r, qs, n, res, e);
+    rc = use_cache ? cached(&r, qs, n, reach, res, e) : naive(&r, qs, n, res, e);
     info->seconds = (qd_now_ms() - t0) / 1e3;
 out:
     if (en0)

@@ -8,13 +8,16 @@
  *
  * The naive way runs the whole network once per quantizer. The cached way
  * runs each batch once in the base configuration (enable-one: all bypassed;
- * disable-one: all on), keeps the values of the nodes any listed quantizer
- * can reach, and per quantizer re-runs only the nodes downstream of it
- * (for a weight: its layer on; for an activation: its producer on), then
- * restores them. With the same batch size both give bit-identical results
- * (tests/test_perq.c checks this). The cache holds one batch; when a batch
- * would exceed the memory budget the batch shrinks, and when one image
- * would, the analysis falls back to the naive way. */
+ * disable-one: all on) and leaves its values in the executor; per quantizer
+ * it re-runs only the readers of the quantizer's tensor and what lies
+ * downstream, into spare buffers swapped in for their outputs and swapped
+ * out afterwards (no copies). An activation's producer is not re-run: its
+ * value is the base value fake-quantized (enable-one) or the producer's
+ * output captured during the base run (disable-one). With the same batch
+ * size both ways give bit-identical results (tests/test_perq.c checks
+ * this). The spare buffers hold one batch; when a batch would exceed the
+ * memory budget the batch shrinks, and when one image would, the analysis
+ * falls back to the naive way. */
 #ifndef QD_PERQ_H
 #define QD_PERQ_H
 
@@ -50,9 +53,10 @@ typedef struct qd_perq_info {
 int qd_perq_run(qd_sim *s, qd_dataset *d, const qd_logits *ref, qd_perq_mode mode, const int *qs, int n,
                 const qd_perq_opts *o, qd_qeval_result *res, qd_perq_info *info, qd_err *e);
 
-/* Nodes (run[i] = 1) whose outputs change when quantizer qi is toggled:
- * the readers of its tensor (params) or its producer (activations), and
- * everything downstream. run has g->nnodes entries. */
+/* Nodes (run[i] = 1) that must run again when quantizer qi is toggled:
+ * the readers of its tensor and everything downstream (an activation's
+ * producer is not among them: it computes the same value). run has
+ * g->nnodes entries. */
 void qd_perq_reach(qd_sim *s, int qi, unsigned char *run);
 
 #endif

@@ -34,6 +34,8 @@ struct qd_sim {
     int nbias;
     bias_link *bias;
     int bn_folded, act_fused;
+    const unsigned char *cap_want; /* qd_sim_capture */
+    qd_tensor *cap_store;
 };
 
 /* Ops that only move or select data: their output is on the input's grid
@@ -849,6 +851,9 @@ static int hook(void *user, const qd_graph *g, int node, qd_tensor **outs)
         int v = n->out[j];
         if (v < 0 || s->qof[v] < 0 || !outs[j])
             continue;
+        qd_err e = {0};
+        if (s->cap_store && s->cap_want[v] && qd_tensor_copy(&s->cap_store[v], outs[j], &e))
+            return e.code;
         int rc = quantize_tensor(s, &s->q[s->qof[v]], outs[j]);
         if (rc)
             return rc;
@@ -911,6 +916,26 @@ int qd_sim_run_some(qd_sim *s, const qd_tensor *inputs, int ninputs, const unsig
 }
 
 const qd_tensor *qd_sim_output(const qd_sim *s, int i) { return qd_exec_output(s->x, i); }
+
+void qd_sim_capture(qd_sim *s, const unsigned char *want, qd_tensor *store)
+{
+    s->cap_want = store ? want : NULL;
+    s->cap_store = want ? store : NULL;
+}
+
+int qd_sim_quantize(qd_sim *s, int qi, const qd_tensor *src, qd_tensor *dst, qd_err *e)
+{
+    const qd_quantizer *q = qd_sim_get(s, qi);
+    if (!q || q->kind == QD_QK_PARAM)
+        return qd_errf(e, QD_EINPUT, "no activation or input quantizer %d", qi);
+    if (qd_tensor_resize(dst, src->dtype, src->ndim, src->shape, e))
+        return e->code;
+    if (qd_quantizer_active(q) && q->nenc && src->dtype == QD_F32 && !s->fp32)
+        qd_fake_quant(src->data, dst->data, (size_t)qd_tensor_numel(src), &q->enc[0]);
+    else
+        memcpy(dst->data, src->data, qd_tensor_nbytes(src));
+    return QD_OK;
+}
 
 void qd_sim_set_fp32(qd_sim *s, int on)
 {

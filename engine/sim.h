@@ -157,6 +157,14 @@ int qd_sim_run(qd_sim *s, const qd_tensor *inputs, int ninputs, qd_err *e);
  * that toggled one quantizer re-runs what lies downstream of it, the other
  * values staying as the last run left them. */
 int qd_sim_run_some(qd_sim *s, const qd_tensor *inputs, int ninputs, const unsigned char *nodes, qd_err *e);
+/* While store is set, every run copies each node output v with want[v]
+ * (want and store have g->nvalues entries and stay the caller's) into
+ * store[v] before its quantizer fake-quantizes it: the value as the
+ * producer computed it. store NULL stops. */
+void qd_sim_capture(qd_sim *s, const unsigned char *want, qd_tensor *store);
+/* dst = src as activation or input quantizer qi would leave it in a run:
+ * fake-quantized when qi is active (a copy otherwise, or in FP32 mode). */
+int qd_sim_quantize(qd_sim *s, int qi, const qd_tensor *src, qd_tensor *dst, qd_err *e);
 const qd_tensor *qd_sim_output(const qd_sim *s, int i);
 /* FP32 reference mode (on = 1): runs bypass every quantizer and use the
  * FP32 weights and biases (the sim's graph then computes the BN-folded FP32

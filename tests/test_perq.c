@@ -178,5 +178,7 @@ int main(void)
 {
     check_model("models/lenet.onnx", 4, 4, TH_LIGHT ? 64 : 256, 32, 1);
     check_model("models/resnet18.onnx", 4, 8, TH_LIGHT ? 16 : 32, 16, TH_LIGHT ? 9 : 5);
+    /* views (Reshape in the channel shuffle), Split and Concat */
+    check_model("models/shufflenet_v2.onnx", 8, 8, TH_LIGHT ? 16 : 32, 16, TH_LIGHT ? 11 : 6);
     return th_summary();
 }
