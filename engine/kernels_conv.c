@@ -1549,6 +1549,35 @@ static void bias_cols(float *y, int64_t rows, int64_t cols, const float *b, floa
 /* Gathers and direct outputs go to the threads a few thousand floats at a time. */
 #define PIXEL_GRAIN_FLOATS 8192
 
+/* A 1x1 output over a small batch with many inputs per output (the last
+ * layers at 28x28): sgemm would pack all of wt for a few columns. Instead
+ * y^T (co, n) = wt (co, K) @ col^T (K, n) in the register-blocked kernel,
+ * wt streamed once, col^T kept in L2; 8 rows of wt per item. */
+#define PIXEL_T_MAX_N 128
+typedef struct pixel_t_job {
+    int64_t n, K;
+    const float *w, *xt, *b;
+    float *yt;
+    float lo, hi;
+} pixel_t_job;
+
+static void pixel_t_items(void *arg, int64_t begin, int64_t end, int tid)
+{
+    (void)tid;
+    const pixel_t_job *j = arg;
+    vf vlo = vsplat(j->lo), vhi = vsplat(j->hi);
+    int act = has_clamp(j->lo, j->hi);
+    for (int64_t r = begin * 8; r < end * 8; r += 8)
+        for (int64_t c = 0; c < j->n; c += 2 * VL)
+            smallk_block8(j->K, j->w + r * j->K, j->xt + c, j->n, j->b ? j->b + r : NULL, j->yt + r * j->n + c, j->n,
+                          min64(2 * VL, j->n - c), vlo, vhi, act);
+}
+
+static int pixel_t_use(const qd_conv_shape *s, int64_t kg)
+{
+    return s->group == 1 && s->n <= PIXEL_T_MAX_N && s->co % 8 == 0 && kg > SMALLK_MAX;
+}
+
 static int conv_pixel(const qd_conv_shape *s, const float *x, const float *w, const float *b,
                       float *y, qd_ctx *ctx)
 {
@@ -1563,8 +1592,11 @@ static int conv_pixel(const qd_conv_shape *s, const float *x, const float *w, co
     int gx = tm || !(j.ky1 - j.ky0 == s->h && j.kx1 - j.kx0 == s->w); /* col is not x */
     int gw = tm || j.T != s->kh * s->kw;                              /* wt is not w */
     size_t cn = gx ? (size_t)(s->n * j.ldcol) : 0, wn = gw ? (size_t)(s->co * kg) : 0;
-    if (cn + wn > 0) {
-        float *mem = qd_ctx_scratch(ctx, 0, (cn + wn) * sizeof(float));
+    int tr = pixel_t_use(s, kg);
+    size_t tn = tr ? (size_t)((kg + s->co) * s->n) : 0;
+    float *mem = NULL;
+    if (cn + wn + tn > 0) {
+        mem = qd_ctx_scratch(ctx, 0, (cn + wn + tn) * sizeof(float));
         if (!mem)
             return QD_EFAIL;
         if (gx) {
@@ -1578,6 +1610,18 @@ static int conv_pixel(const qd_conv_shape *s, const float *x, const float *w, co
     }
     if (s->group > 1) {
         qd_ctx_for(ctx, s->n * s->co, max64(VL, PIXEL_GRAIN_FLOATS / max64(1, kg)), pixel_direct, &j);
+        return QD_OK;
+    }
+    if (tr) {
+        float *xt = mem + cn + wn, *yt = xt + kg * s->n;
+        for (int64_t i = 0; i < s->n; i++)
+            for (int64_t k = 0; k < kg; k++)
+                xt[k * s->n + i] = j.col[i * j.ldcol + k];
+        pixel_t_job t = {s->n, kg, j.wt, xt, b, yt, s->lo, s->hi};
+        qd_ctx_for(ctx, s->co / 8, 1, pixel_t_items, &t);
+        for (int64_t i = 0; i < s->n; i++)
+            for (int64_t c = 0; c < s->co; c++)
+                y[i * s->co + c] = yt[c * s->n + i];
         return QD_OK;
     }
     /* col (n, ci*T) @ wt^T (ci*T, co) -> y (n, co) */

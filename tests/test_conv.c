@@ -356,6 +356,18 @@ static void test_conv_pixel(qd_ctx *c1, qd_ctx *c2, int count)
         conv_cmp_algo(&s, c, 1, "pixel 1x1 relu6", P);
         s = shape2d(1, 7, 1, 1, 3, 1, 1, 1, 0, 1);
         conv_cmp(&s, c, 0, "pixel 1x1 n1");
+        /* many inputs per output over a small batch: the transposed
+         * register-blocked product (ShuffleNetV2's conv5; a column tail and
+         * gathered taps; over PIXEL_T_MAX_N images: sgemm) */
+        s = shape2d(64, 464, 1, 1, 1024, 1, 1, 1, 0, 1);
+        s.lo = 0;
+        conv_cmp_algo(&s, c, 1, "pixel wide K conv5 relu", P);
+        s = shape2d(33, 96, 2, 2, 64, 3, 2, 1, 1, 1);
+        ok(s.oh == 1 && s.ow == 1, "3x3 s2 2x2 K 384 -> 1x1");
+        conv_cmp_algo(&s, c, 1, "pixel wide K tail gathered", P);
+        conv_cmp_algo(&s, c, 0, "pixel wide K no bias", P);
+        s = shape2d(130, 200, 1, 1, 24, 1, 1, 1, 0, 1);
+        conv_cmp_algo(&s, c, 1, "pixel wide K batch 130", P);
         /* depthwise: one live tap (channels by vectors, with a tail), four
          * live taps (s2 on 2x2), a multiplier, n = 1 */
         s = shape2d(3, 40, 1, 1, 40, 3, 1, 1, 1, 40);
