@@ -1825,6 +1825,13 @@ static int red_run(const red_def *d, const qd_node *n, qd_tensor *const *in, qd_
     rjob j = {.k = &red_k[x->dtype], .kind = d->kind, .fin = d->fin, .x = x->data,
               .y = out[0]->data, .xsz = qd_dtype_size(x->dtype)};
     red_plan(&j, x, red);
+    if (j.count == 1 && x->dtype == QD_F32 && (j.fin == FIN_NONE || j.fin == FIN_MEAN) &&
+        (j.kind == R_SUM || j.kind == R_MAX || j.kind == R_MIN || j.kind == R_PROD)) {
+        /* every reduced axis has one element (a global pool of 1x1 maps):
+         * the output is the input, in the same order */
+        memcpy(out[0]->data, x->data, qd_tensor_nbytes(x));
+        return QD_OK;
+    }
     int64_t per = max64(1, j.count);
     if (j.last_red) {
         qd_ctx_for(ctx, nout, max64(1, GRAIN_CHEAP / per), red_range_rows, &j);
