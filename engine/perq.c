@@ -231,7 +231,7 @@ int qd_perq_run(qd_sim *s, qd_dataset *d, const qd_logits *ref, qd_perq_mode mod
     if (r.on) /* enable-one starts from everything bypassed */
         for (int i = 0; i < nq; i++)
             qd_sim_set_enabled(s, i, 0);
-    double t0 = qd_now_ms();
+    double t0 = qd_now_ms(), c0 = qd_cpu_ms();
     int use_cache = !o->naive && n > 0 && r.total > 0;
     if (use_cache) { /* the cache's size per image, from a run of one */
         size_t mem = o->mem ? o->mem : PERQ_DEFAULT_MEM;
@@ -259,6 +259,7 @@ int qd_perq_run(qd_sim *s, qd_dataset *d, const qd_logits *ref, qd_perq_mode mod
     info->nodes_full = (int64_t)n * ((r.total + r.batch - 1) / r.batch) * g->nnodes;
     rc = use_cache ? cached(&r, qs, n, reach, res, e) : naive(&r, qs, n, res, e);
     info->seconds = (qd_now_ms() - t0) / 1e3;
+    info->cpu_seconds = (qd_cpu_ms() - c0) / 1e3;
 out:
     if (en0)
         for (int i = 0; i < nq; i++)

@@ -43,6 +43,7 @@ typedef struct qd_perq_info {
     int64_t images;           /* covered by every result (fewer when stopped) */
     qd_qeval_result base;     /* the base configuration (cached way only) */
     double seconds;
+    double cpu_seconds;       /* CPU time of the process meanwhile (all threads) */
     int stopped;
 } qd_perq_info;
 

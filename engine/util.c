@@ -34,6 +34,13 @@ double qd_now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+double qd_cpu_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 int qd_write_atomic(const char *path, const void *buf, size_t len, qd_err *e)
 {
     static unsigned counter;

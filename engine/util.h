@@ -21,5 +21,7 @@ char *qd_read_file(const char *path, uint64_t max, size_t *len, qd_err *e);
 int qd_write_atomic(const char *path, const void *buf, size_t len, qd_err *e);
 /* Monotonic clock, milliseconds. */
 double qd_now_ms(void);
+/* CPU time of the process (all threads), milliseconds. */
+double qd_cpu_ms(void);
 
 #endif

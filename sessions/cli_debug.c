@@ -710,6 +710,8 @@ static cJSON *json_report(dbg *g)
         cJSON_AddBoolToObject(s, "cached", g->ien.cached);
         cJSON_AddNumberToObject(s, "enable_one_seconds", g->ien.seconds);
         cJSON_AddNumberToObject(s, "disable_one_seconds", g->idis.seconds);
+        cJSON_AddNumberToObject(s, "enable_one_cpu_seconds", g->ien.cpu_seconds);
+        cJSON_AddNumberToObject(s, "disable_one_cpu_seconds", g->idis.cpu_seconds);
         cJSON_AddNumberToObject(s, "node_runs", (double)(g->ien.nodes_run + g->idis.nodes_run));
         cJSON_AddNumberToObject(s, "node_runs_naive", (double)(g->ien.nodes_full + g->idis.nodes_full));
         cJSON_AddNumberToObject(s, "cache_bytes", (double)g->ien.cache_bytes);
