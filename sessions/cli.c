@@ -816,6 +816,7 @@ static const command commands[] = {
     {"sweep", cmd_sweep, "simulated accuracy at several bit-widths, per-tensor and per-channel"},
     {"export", cmd_export, "AIMET encodings JSON or a QDQ ONNX model"},
     {"debug", cli_cmd_debug, "the PTQ debugging flowchart: what hurts, why, and what fixes it"},
+    {"plot", cli_cmd_plot, "plots with gnuplot: weight ranges, sensitivity, bit-width sweeps, histograms, SQNR"},
     {"cle", cli_cmd_cle, "cross-layer equalization: writes the equalized FP32 model"},
     {"bias-correct", cli_cmd_bias_correct, "bias correction for a quantization: writes the corrected model"},
     {"adaround", cli_cmd_adaround, "AdaRound for a quantization: writes the rounded model and encodings"},
@@ -828,7 +829,7 @@ static void usage(FILE *f)
             QD_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-13s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\nexit codes: 0 success, 1 failure while working, 2 bad input or usage\n");
+    fprintf(f, "\nexit codes: 0 success, 1 failure while working, 2 bad input or usage,\n            3 gnuplot missing or failed (plot; the script and data are written)\n");
 }
 
 int qd_cli_main(int argc, char **argv)

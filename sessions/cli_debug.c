@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli_plot.h"
 #include "cliutil.h"
 #include "fuse.h"
 #include "perq.h"
@@ -43,7 +44,8 @@ static const char debug_help[] =
     "  --limit N          evaluate on a seeded subset of N images (default 2000; 0 = all)\n"
     "  --seed S           picks the subsets (default 0)\n"
     "  --target wNaM      bit-widths to debug (default w8a8)\n"
-    "  --report DIR       write report.json, summary.md and CSV tables into DIR\n"
+    "  --report DIR       write report.json, summary.md, CSV tables and plots (DIR/plots/:\n"
+    "                     PNG and SVG, with their gnuplot scripts) into DIR\n"
     "  --json             print the report as JSON on stdout (else the summary)\n"
     "  --grid LIST        bit-widths of the W x A grid (default 16,8,6,4)\n"
     "  --fixes LIST       weight fixes to try, each a '+' list of pc (per-channel), cle, bc\n"
@@ -136,6 +138,9 @@ typedef struct dbg {
     /* 6 */
     char *reco[16];
     int nreco;
+    /* the report's plots (DIR/plots/), listed in summary.md while it is written */
+    cli_plots plots;
+    int md_plots;
 } dbg;
 
 static double metric(const qd_qeval_result *r)
@@ -784,6 +789,13 @@ static void write_md(FILE *f, dbg *g)
     if (g->stopped_at)
         fprintf(f, "**Stopped during step %d (%s)**: the report holds the steps finished before it.\n\n",
                 g->stopped_at, step_names[g->stopped_at]);
+    if (g->md_plots && g->plots.n) {
+        fprintf(f, "Plots:\n\n");
+        for (int i = 0; i < g->plots.n; i++)
+            fprintf(f, "- [%s](plots/%s.png) ([SVG](plots/%s.svg))\n", g->plots.title[i], g->plots.name[i],
+                    g->plots.name[i]);
+        fprintf(f, "\n");
+    }
     fprintf(f, "## Recommendations\n\n");
     for (int i = 0; i < g->nreco; i++)
         fprintf(f, "- %s\n", g->reco[i]);
@@ -980,8 +992,20 @@ static int write_report(dbg *g, const char *dir, qd_err *e)
     if (mkdir(dir, 0777) && errno != EEXIST)
         return qd_errf(e, QD_EINPUT, "--report %s: cannot create the directory: %s", dir, strerror(errno));
     int rc;
-    if ((rc = emit(dir, "report.json", fill_json, g, e)) || (rc = emit(dir, "summary.md", write_md, g, e)) ||
-        (rc = emit(dir, "configurations.csv", fill_tables, g, e)))
+    if ((rc = emit(dir, "report.json", fill_json, g, e)))
+        return rc;
+    /* plots from report.json, as qdb plot --report draws them; they never fail the report */
+    qd_err pe = {0};
+    if (cli_plot_debug_report(dir, g->model, &g->plots, &pe)) {
+        if (pe.code == QD_EGNUPLOT)
+            fprintf(stderr, "debug: plots not rendered: %s; scripts in %s/plots\n", pe.msg, dir);
+        else
+            fprintf(stderr, "debug: plots not written: %s\n", pe.msg);
+    }
+    g->md_plots = 1;
+    rc = emit(dir, "summary.md", write_md, g, e);
+    g->md_plots = 0;
+    if (rc || (rc = emit(dir, "configurations.csv", fill_tables, g, e)))
         return rc;
     if (g->ran[S_PERQ] && (rc = emit(dir, "quantizers.csv", fill_quantizers, g, e)))
         return rc;
@@ -1261,7 +1285,8 @@ int cli_cmd_debug(int argc, char **argv, qd_err *e)
         fflush(stdout);
     }
     if (opts[REPORT].val)
-        fprintf(stderr, "debug: report in %s/ (summary.md, report.json, *.csv)\n", opts[REPORT].val);
+        fprintf(stderr, "debug: report in %s/ (summary.md, report.json, *.csv%s)\n", opts[REPORT].val,
+                g->plots.n ? ", plots/" : "");
     memset(e, 0, sizeof *e);
     if (g->stopped_at)
         rc = qd_errf(e, QD_EFAIL, "qdb debug: stopped by Ctrl-C during step %d (%s); the report holds what was measured",

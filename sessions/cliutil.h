@@ -100,5 +100,7 @@ int cli_cmd_bias_correct(int argc, char **argv, qd_err *e);
 int cli_cmd_adaround(int argc, char **argv, qd_err *e);
 /* cli_debug.c */
 int cli_cmd_debug(int argc, char **argv, qd_err *e);
+/* cli_plot.c */
+int cli_cmd_plot(int argc, char **argv, qd_err *e);
 
 #endif
