@@ -372,6 +372,8 @@ static int add_node(loader *L, const Onnx__NodeProto *np, int idx, int opset)
     /* inputs are resolved after all outputs exist (nodes may be unsorted) */
     for (size_t i = 0; i < np->n_output; i++) {
         const char *on = np->output[i];
+        if ((!on || !*on) && i == 0) /* only later outputs are optional */
+            return qd_errf(e, QD_EINPUT, "node '%s' (%s): its first output has no name", n->name, op);
         if (!on || !*on) {
             n->out[i] = -1;
             continue;
