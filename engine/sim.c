@@ -816,18 +816,23 @@ void qd_sim_set_enabled(qd_sim *s, int qi, int on)
 
 /* ------------------------------------------------------------ running */
 
+/* Whether a run fake-quantizes t with q: q active with encodings, t float,
+ * the sim not in FP32 mode. */
+static int fakes(const qd_sim *s, const qd_quantizer *q, const qd_tensor *t)
+{
+    return qd_quantizer_active(q) && q->nenc && t->dtype == QD_F32 && !s->fp32;
+}
+
 /* In place on t (owned by the executor; a borrowed view is copied first so
  * that the tensor it views is left alone). */
 static int quantize_tensor(qd_sim *s, qd_quantizer *q, qd_tensor *t)
 {
-    if (!qd_quantizer_active(q) || t->dtype != QD_F32 || s->fp32)
-        return 0;
     if (s->mode == MODE_OBSERVE) {
-        if (q->stats)
+        if (qd_quantizer_active(q) && t->dtype == QD_F32 && !s->fp32 && q->stats)
             qd_stats_add(q->stats, t->data, (size_t)qd_tensor_numel(t));
         return 0;
     }
-    if (!q->nenc)
+    if (!fakes(s, q, t))
         return 0;
     size_t n = (size_t)qd_tensor_numel(t);
     if (!t->cap && t->data) { /* a view: quantize into a buffer of our own, in one pass */
@@ -851,9 +856,11 @@ static int hook(void *user, const qd_graph *g, int node, qd_tensor **outs)
         int v = n->out[j];
         if (v < 0 || s->qof[v] < 0 || !outs[j])
             continue;
-        qd_err e = {0};
-        if (s->cap_store && s->cap_want[v] && qd_tensor_copy(&s->cap_store[v], outs[j], &e))
-            return e.code;
+        if (s->cap_store && s->cap_want[v]) {
+            qd_err e = {0};
+            if (qd_tensor_copy(&s->cap_store[v], outs[j], &e))
+                return e.code;
+        }
         int rc = quantize_tensor(s, &s->q[s->qof[v]], outs[j]);
         if (rc)
             return rc;
@@ -930,7 +937,7 @@ int qd_sim_quantize(qd_sim *s, int qi, const qd_tensor *src, qd_tensor *dst, qd_
         return qd_errf(e, QD_EINPUT, "no activation or input quantizer %d", qi);
     if (qd_tensor_resize(dst, src->dtype, src->ndim, src->shape, e))
         return e->code;
-    if (qd_quantizer_active(q) && q->nenc && src->dtype == QD_F32 && !s->fp32)
+    if (fakes(s, q, src))
         qd_fake_quant(src->data, dst->data, (size_t)qd_tensor_numel(src), &q->enc[0]);
     else
         memcpy(dst->data, src->data, qd_tensor_nbytes(src));
