@@ -43,6 +43,18 @@ int64_t qd_logits_top1(const qd_logits *l)
     return n;
 }
 
+double qd_logits_metric(const qd_logits *l)
+{
+    if (!l->labeled)
+        return 1.0;
+    return l->n ? (double)qd_logits_top1(l) / (double)l->n : NAN;
+}
+
+double qd_qeval_metric(const qd_qeval_result *r)
+{
+    return r->images ? (double)(r->labeled ? r->top1 : r->agree) / (double)r->images : NAN;
+}
+
 int qd_logits_compute(const qd_graph *g, qd_dataset *d, const qd_eval_opts *o, qd_logits *out, qd_err *e)
 {
     qd_eval_opts def = {0};

@@ -22,6 +22,9 @@ int qd_logits_compute(const qd_graph *g, qd_dataset *d, const qd_eval_opts *o, q
 void qd_logits_free(qd_logits *l);
 /* Images whose top-1 (first maximum) is their label. */
 int64_t qd_logits_top1(const qd_logits *l);
+/* The FP32 model's metric: top-1 accuracy with labels, else 1 (its
+ * agreement with itself); NaN without images. */
+double qd_logits_metric(const qd_logits *l);
 
 typedef struct qd_qeval_result {
     int64_t images;
@@ -34,6 +37,10 @@ typedef struct qd_qeval_result {
     int stopped;
     double sig, err;       /* sum y^2 and sum (y - yq)^2 behind sqnr_db */
 } qd_qeval_result;
+
+/* The metric: top-1 accuracy with labels, else agreement with FP32's
+ * top-1; NaN without images. */
+double qd_qeval_metric(const qd_qeval_result *r);
 
 /* Add one batch to r: y (n x classes, an output of g) holds the simulated
  * logits of images at..at+n-1 of ref. Start from a zeroed r. */

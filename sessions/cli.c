@@ -632,19 +632,8 @@ static int cmd_sweep(int argc, char **argv, qd_err *e)
         (opts[THREADS].val && cli_parse_int("sweep", "--threads", opts[THREADS].val, 1, 64, &threads, e)))
         return e->code;
     int bits[16], nbits = 0;
-    const char *p = opts[BITS].val ? opts[BITS].val : "8,6,4";
-    while (*p) {
-        char *end;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (end == p || errno || v < QD_BITS_MIN || v > QD_BITS_MAX || nbits == 16 || (*end && *end != ','))
-            return qd_errf(e, QD_EINPUT, "qdb sweep: --bits must be a list like 8,6,4 of %d..%d (at most 16), got '%s'",
-                           QD_BITS_MIN, QD_BITS_MAX, opts[BITS].val);
-        bits[nbits++] = (int)v;
-        p = *end ? end + 1 : end;
-    }
-    if (!nbits)
-        return qd_errf(e, QD_EINPUT, "qdb sweep: --bits is empty");
+    if (cli_parse_bits("sweep", "--bits", opts[BITS].val ? opts[BITS].val : "8,6,4", bits, 16, &nbits, e))
+        return e->code;
 
     int rc;
     qd_dataset *d = NULL;

@@ -143,20 +143,9 @@ typedef struct dbg {
     int md_plots;
 } dbg;
 
-static double metric(const qd_qeval_result *r)
-{
-    return r->images ? (double)(r->labeled ? r->top1 : r->agree) / (double)r->images : NAN;
-}
-
-static double fp32_metric(const dbg *g)
-{
-    if (!g->ref.labeled)
-        return 1.0;
-    return g->ref.n ? (double)qd_logits_top1(&g->ref) / (double)g->ref.n : NAN;
-}
 
 /* Drop against FP32 in points. */
-static double drop(const dbg *g, const qd_qeval_result *r) { return 100.0 * (fp32_metric(g) - metric(r)); }
+static double drop(const dbg *g, const qd_qeval_result *r) { return 100.0 * (qd_logits_metric(&g->ref) - qd_qeval_metric(r)); }
 
 static void step_begin(dbg *g, int k, const char *what)
 {
@@ -357,7 +346,7 @@ static int step_tensors(dbg *g, qd_err *e)
 static int by_gain(const void *a, const void *b, void *ctx)
 {
     const dbg *g = ctx;
-    double ga = metric(&g->dis1[*(const int *)a]), gb = metric(&g->dis1[*(const int *)b]);
+    double ga = qd_qeval_metric(&g->dis1[*(const int *)a]), gb = qd_qeval_metric(&g->dis1[*(const int *)b]);
     if (ga != gb)
         return ga > gb ? -1 : 1;
     double sa = g->dis1[*(const int *)a].sqnr_db, sb = g->dis1[*(const int *)b].sqnr_db;
@@ -366,7 +355,7 @@ static int by_gain(const void *a, const void *b, void *ctx)
 static int by_harm(const void *a, const void *b, void *ctx) /* enable-one: lowest metric first */
 {
     const dbg *g = ctx;
-    double ma = metric(&g->en1[*(const int *)a]), mb = metric(&g->en1[*(const int *)b]);
+    double ma = qd_qeval_metric(&g->en1[*(const int *)a]), mb = qd_qeval_metric(&g->en1[*(const int *)b]);
     if (ma != mb)
         return ma < mb ? -1 : 1;
     double sa = g->en1[*(const int *)a].sqnr_db, sb = g->en1[*(const int *)b].sqnr_db;
@@ -415,7 +404,7 @@ static int measure_gains(dbg *g, const unsigned char *raised, double *gain, size
         goto out;
     }
     for (int i = 0; i < n; i++)
-        gain[at[i]] = 100.0 * (metric(&res[i]) - metric(&base.r));
+        gain[at[i]] = 100.0 * (qd_qeval_metric(&res[i]) - qd_qeval_metric(&base.r));
 out:
     free(qs);
     free(at);
@@ -440,7 +429,7 @@ static int step_mixed(dbg *g, size_t mem, int naive, qd_err *e)
         return qd_errf(e, QD_EFAIL, "out of memory");
     }
     for (int k = 0; k < g->nq; k++)
-        gain[k] = 100.0 * (metric(&g->dis1[k]) - metric(&g->tgt.r));
+        gain[k] = 100.0 * (qd_qeval_metric(&g->dis1[k]) - qd_qeval_metric(&g->tgt.r));
     int rc = QD_OK;
     g->nmix = 0;
     g->mix_reranks = 0;
@@ -480,9 +469,9 @@ static int step_mixed(dbg *g, size_t mem, int naive, qd_err *e)
         meas me = {0};
         if ((rc = eval(g, g->s, &me, e)))
             break;
-        m->metric = metric(&me.r);
+        m->metric = qd_qeval_metric(&me.r);
         g->nmix++;
-        g->mix_met = 100.0 * (fp32_metric(g) - m->metric) <= g->max_drop;
+        g->mix_met = 100.0 * (qd_logits_metric(&g->ref) - m->metric) <= g->max_drop;
         fprintf(stderr, "debug:   raised %s to %d bits: %.4f\n", q->name, g->fallback_bits, m->metric);
     }
     free(gain);
@@ -542,14 +531,14 @@ static void step_reco(dbg *g)
     if (g->ran[S_SANITY] && !g->sanity_ok)
         reco(g, "Simulation bug: with every quantizer off (or at 32 bits) qdb does not reproduce FP32 "
                 "(agreement %.4f / %.4f). Nothing else in this report can be trusted; please report it.",
-             metric(&g->bypass.r), metric(&g->bits32.r));
+             qd_qeval_metric(&g->bypass.r), qd_qeval_metric(&g->bits32.r));
     if (dt <= g->max_drop)
         reco(g, "%s is within %.2f points of FP32 (%s %.4f vs %.4f): it meets the %.2f-point budget; no fix is "
                 "needed.",
-             g->target, dt, mname, metric(&g->tgt.r), fp32_metric(g), g->max_drop);
+             g->target, dt, mname, qd_qeval_metric(&g->tgt.r), qd_logits_metric(&g->ref), g->max_drop);
     else
         reco(g, "%s loses %.2f points of %s against FP32 (%.4f vs %.4f), more than the %.2f-point budget.",
-             g->target, dt, mname, metric(&g->tgt.r), fp32_metric(g), g->max_drop);
+             g->target, dt, mname, qd_qeval_metric(&g->tgt.r), qd_logits_metric(&g->ref), g->max_drop);
     if (g->ran[S_WA]) {
         double dw = drop(g, &g->wonly.r), da = drop(g, &g->aonly.r);
         const char *who = dw < 0.5 * g->max_drop && da < 0.5 * g->max_drop ? "Neither weights nor activations lose much alone"
@@ -572,15 +561,15 @@ static void step_reco(dbg *g)
     if (g->ran[S_FIXES]) {
         int bw = -1, ba = -1;
         for (int i = 0; i < g->nwfix; i++)
-            if (bw < 0 || metric(&g->wfix[i].r) > metric(&g->wfix[bw].r))
+            if (bw < 0 || qd_qeval_metric(&g->wfix[i].r) > qd_qeval_metric(&g->wfix[bw].r))
                 bw = i;
         for (int i = 0; i < g->nafix; i++)
-            if (ba < 0 || metric(&g->afix[i].r) > metric(&g->afix[ba].r))
+            if (ba < 0 || qd_qeval_metric(&g->afix[i].r) > qd_qeval_metric(&g->afix[ba].r))
                 ba = i;
         if (bw >= 0) {
             char words[96];
             reco(g, "Best weight fix: %s, %+.2f points (%s %.4f).", fix_words(g->wfix[bw].label, words, sizeof words),
-                 100.0 * (metric(&g->wfix[bw].r) - metric(&g->tgt.r)), mname, metric(&g->wfix[bw].r));
+                 100.0 * (qd_qeval_metric(&g->wfix[bw].r) - qd_qeval_metric(&g->tgt.r)), mname, qd_qeval_metric(&g->wfix[bw].r));
         }
         if (ba >= 0) {
             const char *worst = NULL;
@@ -590,18 +579,18 @@ static void step_reco(dbg *g)
                 if (r->kind != QD_QK_PARAM && r->local.n && (!wr || r->local.sqnr_db < wr->local.sqnr_db))
                     wr = r, worst = qname(g, r->q); /* the worst activation alone */
             }
-            double gain = 100.0 * (metric(&g->afix[ba].r) - metric(&g->tgt.r));
+            double gain = 100.0 * (qd_qeval_metric(&g->afix[ba].r) - qd_qeval_metric(&g->tgt.r));
             const char *cur = g->base.range ? g->base.range : "sqnr";
             if (gain <= 0 || !strcmp(g->afix[ba].label, cur))
                 reco(g, "Activation ranges: no method tried beats %s, the one in use.", cur);
             else if (wr && wr->local.clip_frac > 0)
                 reco(g, "Best activation range: %s, %+.2f points; the noisiest activation, %s, clips %.2f%% of its "
                         "values at %d bits (local SQNR %.1f dB).",
-                     g->afix[ba].label, 100.0 * (metric(&g->afix[ba].r) - metric(&g->tgt.r)), worst,
+                     g->afix[ba].label, 100.0 * (qd_qeval_metric(&g->afix[ba].r) - qd_qeval_metric(&g->tgt.r)), worst,
                      100.0 * wr->local.clip_frac, g->abits, wr->local.sqnr_db);
             else
                 reco(g, "Best activation range: %s, %+.2f points.", g->afix[ba].label,
-                     100.0 * (metric(&g->afix[ba].r) - metric(&g->tgt.r)));
+                     100.0 * (qd_qeval_metric(&g->afix[ba].r) - qd_qeval_metric(&g->tgt.r)));
         }
     }
     if (g->ran[S_PERQ] && g->nq) {
@@ -612,7 +601,7 @@ static void step_reco(dbg *g)
             for (int k = 0; k < 3 && k < g->nq; k++)
                 at += (size_t)snprintf(buf + at, at < sizeof buf ? sizeof buf - at : 0, "%s%s (%+.2f)", k ? ", " : "",
                                        qname(g, g->qs[gain[k]]),
-                                       100.0 * (metric(&g->dis1[gain[k]]) - metric(&g->tgt.r)));
+                                       100.0 * (qd_qeval_metric(&g->dis1[gain[k]]) - qd_qeval_metric(&g->tgt.r)));
             reco(g, "Bypassing one quantizer recovers the most at: %s points.", buf);
             const qd_terr_row *r = terr_row(g, g->qs[harm[0]]);
             if (r)
@@ -632,7 +621,7 @@ static void step_reco(dbg *g)
         snprintf(to, sizeof to, g->fallback_bits == QD_BITS_FLOAT ? "float" : "%d bits", g->fallback_bits);
         reco(g, "Mixed precision: raising %d quantizer%s to %s brings %s to %.4f (%.2f points from FP32)%s.",
              g->nmix, g->nmix > 1 ? "s" : "", to, mname, last,
-             100.0 * (fp32_metric(g) - last), g->mix_met ? ", within budget" : "; the budget is not met within --max-raise");
+             100.0 * (qd_logits_metric(&g->ref) - last), g->mix_met ? ", within budget" : "; the budget is not met within --max-raise");
     }
 }
 
@@ -679,7 +668,7 @@ static cJSON *json_report(dbg *g)
     cJSON_AddNumberToObject(j, "images", (double)g->ref.n);
     cJSON_AddStringToObject(j, "metric", g->ref.labeled ? "top1" : "agreement");
     cJSON_AddStringToObject(j, "target", g->target);
-    cJSON_AddItemToObject(j, "fp32", jnum(fp32_metric(g)));
+    cJSON_AddItemToObject(j, "fp32", jnum(qd_logits_metric(&g->ref)));
     cJSON_AddItemToObject(j, "quantized", g->tgt.done ? json_meas(g, &g->tgt) : cJSON_CreateNull());
     cJSON *steps = cJSON_AddArrayToObject(j, "steps_done");
     for (int k = 1; k < S__N; k++)
@@ -728,11 +717,11 @@ static cJSON *json_report(dbg *g)
             cJSON_AddStringToObject(o, "name", q->name);
             cJSON_AddStringToObject(o, "kind", kind_name(q->kind));
             cJSON_AddNumberToObject(o, "bits", g->qbits[k]);
-            cJSON_AddItemToObject(o, "enable_one", jnum(metric(&g->en1[k])));
+            cJSON_AddItemToObject(o, "enable_one", jnum(qd_qeval_metric(&g->en1[k])));
             cJSON_AddItemToObject(o, "enable_one_drop", jnum(drop(g, &g->en1[k])));
             cJSON_AddItemToObject(o, "enable_one_sqnr_db", jnum(g->en1[k].sqnr_db));
-            cJSON_AddItemToObject(o, "disable_one", jnum(metric(&g->dis1[k])));
-            cJSON_AddItemToObject(o, "disable_one_gain", jnum(100.0 * (metric(&g->dis1[k]) - metric(&g->tgt.r))));
+            cJSON_AddItemToObject(o, "disable_one", jnum(qd_qeval_metric(&g->dis1[k])));
+            cJSON_AddItemToObject(o, "disable_one_gain", jnum(100.0 * (qd_qeval_metric(&g->dis1[k]) - qd_qeval_metric(&g->tgt.r))));
             cJSON_AddItemToObject(o, "disable_one_sqnr_db", jnum(g->dis1[k].sqnr_db));
             cJSON_AddItemToArray(rows, o);
         }
@@ -761,7 +750,7 @@ static cJSON *json_report(dbg *g)
             cJSON_AddStringToObject(o, "quantizer", qname(g, g->mix[k].q));
             cJSON_AddNumberToObject(o, "bits_from", g->mix[k].bits_from);
             cJSON_AddItemToObject(o, "metric", jnum(g->mix[k].metric));
-            cJSON_AddItemToObject(o, "drop_points", jnum(100.0 * (fp32_metric(g) - g->mix[k].metric)));
+            cJSON_AddItemToObject(o, "drop_points", jnum(100.0 * (qd_logits_metric(&g->ref) - g->mix[k].metric)));
             cJSON_AddItemToArray(st, o);
         }
     }
@@ -773,7 +762,7 @@ static cJSON *json_report(dbg *g)
 
 static void md_meas_row(FILE *f, const dbg *g, const meas *m)
 {
-    fprintf(f, "| %s | %.4f | %.4f | %.2f | %+.2f |\n", m->label, metric(&m->r),
+    fprintf(f, "| %s | %.4f | %.4f | %.2f | %+.2f |\n", m->label, qd_qeval_metric(&m->r),
             m->r.images ? (double)m->r.agree / (double)m->r.images : NAN, m->r.sqnr_db, -drop(g, &m->r));
 }
 
@@ -782,9 +771,9 @@ static void write_md(FILE *f, dbg *g)
     const char *mn = g->ref.labeled ? "top-1" : "agreement";
     fprintf(f, "# qdb debug: %s at %s\n\n", g->model, g->target);
     fprintf(f, "Data: %s, %lld images. Metric: %s. FP32: %.4f.", qd_data_describe(g->d), (long long)g->ref.n, mn,
-            fp32_metric(g));
+            qd_logits_metric(&g->ref));
     if (g->tgt.done)
-        fprintf(f, " %s: %.4f (%+.2f points).", g->target, metric(&g->tgt.r), -drop(g, &g->tgt.r));
+        fprintf(f, " %s: %.4f (%+.2f points).", g->target, qd_qeval_metric(&g->tgt.r), -drop(g, &g->tgt.r));
     fprintf(f, "\n\n");
     if (g->stopped_at)
         fprintf(f, "**Stopped during step %d (%s)**: the report holds the steps finished before it.\n\n",
@@ -822,7 +811,7 @@ static void write_md(FILE *f, dbg *g)
         for (int i = 0; i < g->ngrid; i++) {
             fprintf(f, "| W%d |", g->grid[i]);
             for (int k = 0; k < g->ngrid; k++)
-                fprintf(f, " %.4f |", metric(&g->cell[i][k].r));
+                fprintf(f, " %.4f |", qd_qeval_metric(&g->cell[i][k].r));
             fprintf(f, "\n");
         }
     }
@@ -846,13 +835,13 @@ static void write_md(FILE *f, dbg *g)
         fprintf(f, "| quantizer | kind | %s | gain (points) | SQNR dB |\n|---|---|---|---|---|\n", mn);
         for (int k = 0; gain && k < show; k++)
             fprintf(f, "| %s | %s | %.4f | %+.2f | %.2f |\n", qname(g, g->qs[gain[k]]),
-                    kind_name(qd_sim_get(g->s, g->qs[gain[k]])->kind), metric(&g->dis1[gain[k]]),
-                    100.0 * (metric(&g->dis1[gain[k]]) - metric(&g->tgt.r)), g->dis1[gain[k]].sqnr_db);
+                    kind_name(qd_sim_get(g->s, g->qs[gain[k]])->kind), qd_qeval_metric(&g->dis1[gain[k]]),
+                    100.0 * (qd_qeval_metric(&g->dis1[gain[k]]) - qd_qeval_metric(&g->tgt.r)), g->dis1[gain[k]].sqnr_db);
         fprintf(f, "\nEnable-one (this quantizer alone on, the rest FP32), most harmful first:\n\n");
         fprintf(f, "| quantizer | kind | %s | drop (points) | SQNR dB |\n|---|---|---|---|---|\n", mn);
         for (int k = 0; harm && k < show; k++)
             fprintf(f, "| %s | %s | %.4f | %.2f | %.2f |\n", qname(g, g->qs[harm[k]]),
-                    kind_name(qd_sim_get(g->s, g->qs[harm[k]])->kind), metric(&g->en1[harm[k]]),
+                    kind_name(qd_sim_get(g->s, g->qs[harm[k]])->kind), qd_qeval_metric(&g->en1[harm[k]]),
                     drop(g, &g->en1[harm[k]]), g->en1[harm[k]].sqnr_db);
         fprintf(f, "\nAll quantizers: quantizers.csv.\n");
         free(gain);
@@ -888,7 +877,7 @@ static void write_md(FILE *f, dbg *g)
         for (int k = 0; k < g->nmix; k++)
             fprintf(f, "%d. %s: %d -> %d bits, %s %.4f (%.2f points from FP32)\n", k + 1, qname(g, g->mix[k].q),
                     g->mix[k].bits_from, g->fallback_bits, mn, g->mix[k].metric,
-                    100.0 * (fp32_metric(g) - g->mix[k].metric));
+                    100.0 * (qd_logits_metric(&g->ref) - g->mix[k].metric));
         if (g->nmix)
             fprintf(f, "\n%s\n", g->mix_met ? "Budget met." : "Budget not met within --max-raise.");
     }
@@ -896,7 +885,7 @@ static void write_md(FILE *f, dbg *g)
 
 static void csv_meas(FILE *f, const dbg *g, const char *kind, const meas *m)
 {
-    fprintf(f, "%s,%s,%d,%d,%.6f,%.6f,%.4f,%.4f\n", kind, m->label, m->wbits, m->abits, metric(&m->r),
+    fprintf(f, "%s,%s,%d,%d,%.6f,%.6f,%.4f,%.4f\n", kind, m->label, m->wbits, m->abits, qd_qeval_metric(&m->r),
             m->r.images ? (double)m->r.agree / (double)m->r.images : NAN, m->r.sqnr_db, -drop(g, &m->r));
 }
 
@@ -951,8 +940,8 @@ static void fill_quantizers(FILE *f, dbg *g)
     for (int k = 0; k < g->nq; k++) {
         qd_quantizer *q = qd_sim_get(g->s, g->qs[k]);
         fprintf(f, "\"%s\",%s,%d,%.6f,%.4f,%.4f,%.6f,%.4f,%.4f\n", q->name, kind_name(q->kind), g->qbits[k],
-                metric(&g->en1[k]), drop(g, &g->en1[k]), g->en1[k].sqnr_db, metric(&g->dis1[k]),
-                100.0 * (metric(&g->dis1[k]) - metric(&g->tgt.r)), g->dis1[k].sqnr_db);
+                qd_qeval_metric(&g->en1[k]), drop(g, &g->en1[k]), g->en1[k].sqnr_db, qd_qeval_metric(&g->dis1[k]),
+                100.0 * (qd_qeval_metric(&g->dis1[k]) - qd_qeval_metric(&g->tgt.r)), g->dis1[k].sqnr_db);
     }
 }
 
@@ -974,7 +963,7 @@ static void fill_mixed(FILE *f, dbg *g)
     fprintf(f, "step,quantizer,bits_from,bits_to,metric,vs_fp32_points\n");
     for (int k = 0; k < g->nmix; k++)
         fprintf(f, "%d,\"%s\",%d,%d,%.6f,%.4f\n", k + 1, qname(g, g->mix[k].q), g->mix[k].bits_from, g->fallback_bits,
-                g->mix[k].metric, -100.0 * (fp32_metric(g) - g->mix[k].metric));
+                g->mix[k].metric, -100.0 * (qd_logits_metric(&g->ref) - g->mix[k].metric));
 }
 
 static void fill_json(FILE *f, dbg *g)
@@ -1157,16 +1146,8 @@ int cli_cmd_debug(int argc, char **argv, qd_err *e)
     }
     g->ngrid = 4;
     memcpy(g->grid, (int[]){16, 8, 6, 4}, sizeof(int) * 4);
-    if (opts[GRID].val) {
-        if (split_list("--grid", opts[GRID].val, items, 8, &g->ngrid, e))
-            return e->code;
-        for (int i = 0; i < g->ngrid; i++) {
-            long b;
-            if (cli_parse_int("debug", "--grid", items[i], QD_BITS_MIN, QD_BITS_MAX, &b, e))
-                return e->code;
-            g->grid[i] = (int)b;
-        }
-    }
+    if (opts[GRID].val && cli_parse_bits("debug", "--grid", opts[GRID].val, g->grid, 8, &g->ngrid, e))
+        return e->code;
     unsigned wf[16];
     int nwf = 0;
     if (split_list("--fixes", opts[FIXES].val ? opts[FIXES].val : "pc,cle,bc,cle+bc,ada", items, 16, &nwf, e))

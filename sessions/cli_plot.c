@@ -836,17 +836,6 @@ static qd_sim *sim_build(simctx *c, int wbits, int abits, qd_err *e)
     return qd_qsetup_build(c->pa->model, &o, NULL, e);
 }
 
-static double metric(const qd_qeval_result *r)
-{
-    return r->images ? (double)(r->labeled ? r->top1 : r->agree) / (double)r->images : NAN;
-}
-
-static double fp32_metric(const simctx *c)
-{
-    if (!c->ref.labeled)
-        return 1.0;
-    return c->ref.n ? (double)qd_logits_top1(&c->ref) / (double)c->ref.n : NAN;
-}
 
 static const char *metric_name(const simctx *c) { return c->ref.labeled ? "top-1" : "agreement"; }
 
@@ -862,7 +851,7 @@ static int measure(simctx *c, int wbits, int abits, double *out, qd_err *e)
     qd_sim_free(s);
     if (rc)
         return qd_err_prefix(e, "%s (W%dA%d)", c->pa->model, wbits, abits), rc;
-    *out = metric(&r);
+    *out = qd_qeval_metric(&r);
     return QD_OK;
 }
 
@@ -902,12 +891,12 @@ static int measure_sens(simctx *c, plot *p, qd_err *e)
         base = idis.base;
     for (int k = 0; k < n; k++) {
         names[k] = qd_sim_get(s, qs[k])->name;
-        num[k] = metric(&en[k]);
+        num[k] = qd_qeval_metric(&en[k]);
         num[n + k] = en[k].sqnr_db;
-        num[2 * n + k] = metric(&dis[k]);
+        num[2 * n + k] = qd_qeval_metric(&dis[k]);
     }
     sens_in si = {.n = n, .names = names, .en = num, .en_sqnr = num + n, .dis = num + 2 * n,
-                  .fp32 = fp32_metric(c), .quant = metric(&base), .metric = metric_name(c)};
+                  .fp32 = qd_logits_metric(&c->ref), .quant = qd_qeval_metric(&base), .metric = metric_name(c)};
     rc = plot_sens(p, &si, (int)c->pa->top, e);
 out:
     free(qs);
@@ -931,7 +920,7 @@ static int measure_sweep(simctx *c, plot *p, qd_err *e)
     char title[512];
     snprintf(title, sizeof title, "%s of %s against bit-width", metric_name(c), pa->model);
     return plot_sweep(p, title, pa->nbits, pa->bits, yw, "weights (A32)", pa->nbits, pa->bits, ya,
-                      "activations (W32)", fp32_metric(c), metric_name(c), e);
+                      "activations (W32)", qd_logits_metric(&c->ref), metric_name(c), e);
 }
 
 static int measure_grid(simctx *c, plot *p, qd_err *e)
@@ -1190,25 +1179,6 @@ static int parse_size(const char *s, int wlo, int hlo, int hi, int *w, int *h, c
 }
 
 /* Comma list of bit-widths in [lo, hi]. */
-static int parse_bits_list(const char *opt_name, const char *s, int lo, int hi, int *out, int max, int *n, qd_err *e)
-{
-    const char *p = s;
-    *n = 0;
-    while (*p) {
-        char *end;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (end == p || errno || v < lo || v > hi || *n == max || (*end && (*end != ',' || !end[1])))
-            return qd_errf(e, QD_EINPUT, "qdb plot: %s must be a list like 8,6,4 of %d..%d (at most %d), got '%s'",
-                           opt_name, lo, hi, max, s);
-        out[(*n)++] = (int)v;
-        p = *end ? end + 1 : end;
-    }
-    if (!*n)
-        return qd_errf(e, QD_EINPUT, "qdb plot: %s is empty", opt_name);
-    return QD_OK;
-}
-
 /* ------------------------------------------------------------ the command */
 
 int cli_cmd_plot(int argc, char **argv, qd_err *e)
@@ -1317,9 +1287,9 @@ int cli_cmd_plot(int argc, char **argv, qd_err *e)
         (opts[THREADS].val && cli_parse_int("plot", "--threads", opts[THREADS].val, 1, 64, &pa.threads, e)) ||
         (opts[TOP].val && cli_parse_int("plot", "--top", opts[TOP].val, 1, 100000, &pa.top, e)) ||
         (opts[BITS].val &&
-         parse_bits_list("--bits", opts[BITS].val, QD_BITS_MIN, QD_BITS_MAX, pa.bits, 16, &pa.nbits, e)) ||
+         cli_parse_bits("plot", "--bits", opts[BITS].val, pa.bits, 16, &pa.nbits, e)) ||
         (opts[GRID].val &&
-         parse_bits_list("--grid", opts[GRID].val, QD_BITS_MIN, QD_BITS_MAX, pa.grid, 8, &pa.ngrid, e)))
+         cli_parse_bits("plot", "--grid", opts[GRID].val, pa.grid, 8, &pa.ngrid, e)))
         return e->code;
     if (opts[OUTLIER].val) {
         char *end;

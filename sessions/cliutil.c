@@ -73,6 +73,25 @@ int cli_parse_int(const char *cmd, const char *name, const char *s, long lo, lon
     return QD_OK;
 }
 
+int cli_parse_bits(const char *cmd, const char *opt_name, const char *s, int *out, int max, int *n, qd_err *e)
+{
+    const char *p = s;
+    *n = 0;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < QD_BITS_MIN || v > QD_BITS_MAX || *n == max || (*end && (*end != ',' || !end[1])))
+            return qd_errf(e, QD_EINPUT, "qdb %s: %s must be a list like 8,6,4 of %d..%d (at most %d), got '%s'", cmd,
+                           opt_name, QD_BITS_MIN, QD_BITS_MAX, max, s);
+        out[(*n)++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    if (!*n)
+        return qd_errf(e, QD_EINPUT, "qdb %s: %s is empty", cmd, opt_name);
+    return QD_OK;
+}
+
 /* Print a JSON object on stdout and free it. */
 int cli_print_json(cJSON *j)
 {

@@ -34,6 +34,9 @@ int cli_parse2(const char *cmd, int argc, char **argv, opt *opts, opt *more, int
 int cli_parse(const char *cmd, int argc, char **argv, opt *opts, int maxpos, args *a, qd_err *e);
 /* s as an integer in [lo, hi] into *out; QD_EINPUT naming option name. */
 int cli_parse_int(const char *cmd, const char *name, const char *s, long lo, long hi, long *out, qd_err *e);
+/* A comma list of bit-widths QD_BITS_MIN..QD_BITS_MAX ("8,6,4"), at most
+ * max of them, into out[0..*n): QD_EINPUT naming cmd and opt_name else. */
+int cli_parse_bits(const char *cmd, const char *opt_name, const char *s, int *out, int max, int *n, qd_err *e);
 
 /* Print a JSON object on stdout (one line) and free it. */
 int cli_print_json(cJSON *j);
