@@ -14,6 +14,7 @@
 #include <zlib.h>
 
 #include "npy.h"
+#include "sha256.h"
 
 /* Most bytes deflate can expand one compressed byte into (zlib's technical
  * note: 1032:1), plus slack for headers; bounds what a gzip file can hold. */
@@ -246,6 +247,26 @@ int64_t qd_data_count(const qd_dataset *d) { return d->count; }
 int qd_data_has_labels(const qd_dataset *d) { return d->labels != NULL; }
 int qd_data_nclasses(const qd_dataset *d) { return d->nclasses; }
 const char *qd_data_describe(const qd_dataset *d) { return d->desc; }
+
+int qd_data_sha256(qd_dataset *d, char hex[65], qd_err *e)
+{
+    qd_sha256 c;
+    qd_sha256_init(&c);
+    qd_tensor x = {0};
+    int64_t labels[256];
+    int rc = QD_OK;
+    for (int64_t i = 0; i < d->count && !rc; i += 256) {
+        int64_t n = d->count - i < 256 ? d->count - i : 256;
+        if (!(rc = qd_data_batch(d, i, n, &x, labels, e))) {
+            qd_sha256_update(&c, x.data, (size_t)qd_tensor_numel(&x) * sizeof(float));
+            qd_sha256_update(&c, labels, (size_t)n * sizeof labels[0]);
+        }
+    }
+    qd_tensor_free(&x);
+    if (!rc)
+        qd_sha256_hex(&c, hex);
+    return rc;
+}
 
 void qd_data_sample_shape(const qd_dataset *d, int64_t chw[3])
 {

@@ -77,6 +77,12 @@ int qd_data_limit(qd_dataset *d, int64_t n, uint64_t seed, qd_err *e);
  * the file and the sample index. */
 int qd_data_batch(qd_dataset *d, int64_t start, int64_t n, qd_tensor *x, int64_t *labels, qd_err *e);
 
+/* SHA-256 of the (possibly limited) set as read: every sample's float32
+ * values (little-endian on the machines qdb runs on) and its label as
+ * int64, in order, in batches of 256. Fingerprints the data a session
+ * recorded: spec, subset and preprocessing all change it. */
+int qd_data_sha256(qd_dataset *d, char hex[65], qd_err *e);
+
 /* One line, e.g. "fashion-mnist test (10000 images 1x28x28, labels)";
  * borrowed, valid until the next qd_data_limit or qd_data_free. */
 const char *qd_data_describe(const qd_dataset *d);

@@ -23,11 +23,10 @@
 #include "qeval.h"
 #include "qjson.h"
 #include "qsetup.h"
+#include "session.h"
 #include "summary.h"
 #include "util.h"
 #include "cliutil.h"
-
-#define QD_VERSION "0.1.0"
 
 /* "1x3x224x224" -> dims */
 static int parse_shape(const char *cmd, const char *s, int *nd, int64_t *dims, qd_err *e)
@@ -734,10 +733,14 @@ out:
 static const char export_help[] =
     "usage: qdb export encodings MODEL [quantization options] -o FILE.json [--format 0.6.1|1.0.0]\n"
     "       qdb export qdq MODEL [quantization options] -o FILE.onnx\n"
+    "       qdb export bundle SESSION --out DIR [--force] [--no-report]\n"
     "encodings: AIMET's encodings JSON of every enabled quantizer (default format 0.6.1).\n"
     "qdq: the BN-folded FP32 model with QuantizeLinear/DequantizeLinear pairs\n"
     "     per the 8-bit encodings (per-channel weights with axis), for ONNX Runtime.\n"
+    "bundle: everything of a session (see qdb do): encodings in both formats,\n"
+    "     the QDQ model, the quantsim config, the debug report and its plots.\n"
     "  --seed S --threads T --batch B\n"
+    "  --json             print {kind, out, format, enabled, int32_biases} on stdout\n"
     QUANT_HELP;
 
 static int cmd_export(int argc, char **argv, qd_err *e)
@@ -746,8 +749,10 @@ static int cmd_export(int argc, char **argv, qd_err *e)
                   {.name = "--format", .has_arg = 1},  {.name = "--seed", .has_arg = 1},
                   {.name = "--threads", .has_arg = 1}, {.name = "--batch", .has_arg = 1},
                   {.name = "--help", .has_arg = 0},    {.name = "-h", .has_arg = 0},
-                  {0}};
-    enum { O, OUTPUT, FORMAT, SEED, THREADS, BATCH, HELP, H };
+                  {.name = "--json", .has_arg = 0},    {0}};
+    enum { O, OUTPUT, FORMAT, SEED, THREADS, BATCH, HELP, H, JSON };
+    if (argc > 1 && !strcmp(argv[1], "bundle"))
+        return cli_export_bundle(argc - 1, argv + 1, e);
     opt qopts[] = QUANT_OPTS;
     args a;
     if (cli_parse2("export", argc, argv, opts, qopts, 2, &a, e))
@@ -785,6 +790,16 @@ static int cmd_export(int argc, char **argv, qd_err *e)
         qd_sim_get_counts(s, &c);
         fprintf(stderr, "qdb export: wrote %s (%d quantizers enabled, %d int32 biases)\n", out, c.enabled,
                 c.int32_biases);
+        if (opts[JSON].val) {
+            cJSON *j = cJSON_CreateObject();
+            cJSON_AddStringToObject(j, "kind", a.pos[0]);
+            cJSON_AddStringToObject(j, "out", out);
+            if (!qdq)
+                cJSON_AddStringToObject(j, "format", fmt);
+            cJSON_AddNumberToObject(j, "enabled", c.enabled);
+            cJSON_AddNumberToObject(j, "int32_biases", c.int32_biases);
+            rc = cli_print_json(j);
+        }
     }
     qd_sim_free(s);
     return rc;
@@ -809,7 +824,18 @@ static const command commands[] = {
     {"cle", cli_cmd_cle, "cross-layer equalization: writes the equalized FP32 model"},
     {"bias-correct", cli_cmd_bias_correct, "bias correction for a quantization: writes the corrected model"},
     {"adaround", cli_cmd_adaround, "AdaRound for a quantization: writes the rounded model and encodings"},
+    {"do", cli_cmd_do, "run a command against a session file (made by its first command, load)"},
+    {"open", cli_cmd_open, "check a session's model and data and show its state and journal"},
+    {"replay", cli_cmd_replay, "re-run a session's journal headless; --check compares every result"},
 };
+
+cli_fn cli_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(name, commands[i].name))
+            return commands[i].fn;
+    return NULL;
+}
 
 static void usage(FILE *f)
 {
@@ -818,7 +844,7 @@ static void usage(FILE *f)
             QD_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-13s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\nexit codes: 0 success, 1 failure while working, 2 bad input or usage,\n            3 gnuplot missing or failed (plot; the script and data are written)\n");
+    fprintf(f, "\nexit codes: 0 success, 1 failure while working, 2 bad input or usage,\n            3 gnuplot missing or failed (plot; the script and data are written),\n            4 replay --check found a result that differs from the recorded one\n");
 }
 
 int qd_cli_main(int argc, char **argv)

@@ -93,8 +93,33 @@ int cli_parse_bits(const char *cmd, const char *opt_name, const char *s, int *ou
 }
 
 /* Print a JSON object on stdout and free it. */
+static struct {
+    int on;
+    cJSON *j;
+} capture;
+
+void cli_capture_begin(void)
+{
+    cJSON_Delete(capture.j);
+    capture.j = NULL;
+    capture.on = 1;
+}
+
+cJSON *cli_capture_take(void)
+{
+    cJSON *j = capture.j;
+    capture.j = NULL;
+    capture.on = 0;
+    return j;
+}
+
 int cli_print_json(cJSON *j)
 {
+    if (capture.on) {
+        cJSON_Delete(capture.j);
+        capture.j = j;
+        return j ? QD_OK : QD_EFAIL;
+    }
     char *s = j ? cJSON_PrintUnformatted(j) : NULL;
     cJSON_Delete(j);
     if (!s)
@@ -180,6 +205,10 @@ int cli_quant_setup(const char *cmd, const opt *q, const char *data_spec, long s
         o->float_bias = !strcmp(q[Q_BIAS].val, "float");
     }
     o->cle = q[Q_CLE].val != NULL;
+    if ((q[Q_CLEKEEP].val || q[Q_CLENOHBA].val) && !o->cle)
+        return qd_errf(e, QD_EINPUT, "qdb %s: --cle-keep-relu6 and --cle-no-hba go with --cle", cmd);
+    o->cle_keep_relu6 = q[Q_CLEKEEP].val != NULL;
+    o->cle_no_hba = q[Q_CLENOHBA].val != NULL;
     o->adaround = q[Q_ADA].val != NULL || q[Q_ADAIT].val != NULL;
     long iters = 0;
     if (q[Q_ADAIT].val && cli_parse_int(cmd, "--adaround-iters", q[Q_ADAIT].val, 1, 1000000, &iters, e))

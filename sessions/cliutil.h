@@ -38,8 +38,15 @@ int cli_parse_int(const char *cmd, const char *name, const char *s, long lo, lon
  * max of them, into out[0..*n): QD_EINPUT naming cmd and opt_name else. */
 int cli_parse_bits(const char *cmd, const char *opt_name, const char *s, int *out, int max, int *n, qd_err *e);
 
-/* Print a JSON object on stdout (one line) and free it. */
+/* Print a JSON object on stdout (one line) and free it; while a capture
+ * is on, keep it for cli_capture_take instead of printing it. */
 int cli_print_json(cJSON *j);
+/* Commands run for a session (sesscmd.c) hand their JSON result over
+ * through this capture; one command runs at a time. */
+void cli_capture_begin(void);
+/* The last object printed since cli_capture_begin (the caller owns it; NULL
+ * if none); ends the capture. */
+cJSON *cli_capture_take(void);
 
 /* Progress bar on stderr (a qd_progress_fn; user is a progress). */
 typedef struct progress { double t0; int tty; } progress;
@@ -47,12 +54,12 @@ int cli_progress(void *user, int64_t done, int64_t total);
 
 /* ---- the quantization options shared by eval, sweep, run and export ---- */
 
-enum { Q_QUANT, Q_PC, Q_PT, Q_RANGE, Q_CALIB, Q_CALIBDATA, Q_CONFIG, Q_SET, Q_OVERRIDES, Q_ENC, Q_BIAS, Q_CLE, Q_BC, Q_ADA, Q_ADAIT, Q__N };
+enum { Q_QUANT, Q_PC, Q_PT, Q_RANGE, Q_CALIB, Q_CALIBDATA, Q_CONFIG, Q_SET, Q_OVERRIDES, Q_ENC, Q_BIAS, Q_CLE, Q_CLEKEEP, Q_CLENOHBA, Q_BC, Q_ADA, Q_ADAIT, Q__N };
 #define QUANT_OPTS                                                                                            \
     {                                                                                                         \
         {.name = "--quant", .has_arg = 1}, {.name = "--per-channel", .has_arg = 0}, {.name = "--per-tensor", .has_arg = 0}, {.name = "--range", .has_arg = 1},    \
             {.name = "--calib", .has_arg = 1}, {.name = "--calib-data", .has_arg = 1}, {.name = "--config", .has_arg = 1}, {.name = "--set", .has_arg = 1},       \
-            {.name = "--overrides", .has_arg = 1}, {.name = "--encodings", .has_arg = 1}, {.name = "--bias", .has_arg = 1}, {.name = "--cle", .has_arg = 0}, {.name = "--bias-correct", .has_arg = 1}, {.name = "--adaround", .has_arg = 0}, {.name = "--adaround-iters", .has_arg = 1}, { 0 }                                         \
+            {.name = "--overrides", .has_arg = 1}, {.name = "--encodings", .has_arg = 1}, {.name = "--bias", .has_arg = 1}, {.name = "--cle", .has_arg = 0}, {.name = "--cle-keep-relu6", .has_arg = 0}, {.name = "--cle-no-hba", .has_arg = 0}, {.name = "--bias-correct", .has_arg = 1}, {.name = "--adaround", .has_arg = 0}, {.name = "--adaround-iters", .has_arg = 1}, { 0 }                                         \
     }
 
 #define QUANT_HELP                                                                                            \
@@ -74,6 +81,8 @@ enum { Q_QUANT, Q_PC, Q_PT, Q_RANGE, Q_CALIB, Q_CALIBDATA, Q_CONFIG, Q_SET, Q_OV
     "fixes for weight quantization (AIMET white paper ch. 4), applied in this order:\n"                    \
     "  --cle              cross-layer equalization of the FP32 model first (ReLU6 -> ReLU between\n"     \
     "                     equalized layers, high-bias absorption)\n"                                      \
+    "  --cle-keep-relu6   with --cle: leave ReLU6 alone (those chains are not equalized)\n"               \
+    "  --cle-no-hba       with --cle: no high-bias absorption\n"                                         \
     "  --bias-correct M   empirical (on 512 of the calibration images) or analytic (from the BNs)\n"     \
     "  --adaround         learn each Conv/Gemm weight's rounding (Nagel et al. 2020) on the\n"          \
     "                     calibration images; the weight encodings are then frozen\n"                   \
@@ -105,5 +114,10 @@ int cli_cmd_adaround(int argc, char **argv, qd_err *e);
 int cli_cmd_debug(int argc, char **argv, qd_err *e);
 /* cli_plot.c */
 int cli_cmd_plot(int argc, char **argv, qd_err *e);
+/* sesscmd.c: qdb do, qdb open, qdb replay, qdb export bundle */
+int cli_cmd_do(int argc, char **argv, qd_err *e);
+int cli_cmd_open(int argc, char **argv, qd_err *e);
+int cli_cmd_replay(int argc, char **argv, qd_err *e);
+int cli_export_bundle(int argc, char **argv, qd_err *e);
 
 #endif

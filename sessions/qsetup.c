@@ -86,7 +86,10 @@ qd_sim *qd_qsetup_build(const char *model, const qd_qsetup *o, double *calib_s, 
     }
     qd_cle_report cle_local = {0}, *cr = o->fixes ? &o->fixes->cle : &cle_local;
     if (o->cle) {
-        int crc = qd_cle(g, o->cle_opts, cr, e);
+        qd_cle_opts co = QD_CLE_OPTS_DEFAULT;
+        co.relu6_to_relu = !o->cle_keep_relu6;
+        co.hba = !o->cle_no_hba;
+        int crc = qd_cle(g, &co, cr, e);
         if (o->fixes)
             o->fixes->cle_done = !crc;
         else
@@ -122,6 +125,8 @@ qd_sim *qd_qsetup_build(const char *model, const qd_qsetup *o, double *calib_s, 
     }
     if (o->encodings && qd_encodings_read(s, o->encodings, e))
         goto fail;
+    if (o->no_calib)
+        return s;
     /* calibrate what the encodings file did not fix */
     int need = 0;
     for (int i = 0; i < qd_sim_count(s); i++) {

@@ -39,11 +39,14 @@ typedef struct qd_qsetup {
     int float_bias;           /* 1: biases stay FP32 (qd_sim_opts.float_bias) */
     /* weight fixes (AIMET white paper ch. 4), in this order: */
     int cle;                  /* cross-layer equalization of the FP32 graph (qd_cle defaults) */
-    const qd_cle_opts *cle_opts; /* NULL = defaults */
+    int cle_keep_relu6;       /* leave ReLU6 alone (those chains are not equalized) */
+    int cle_no_hba;           /* no high-bias absorption */
     const char *bias_correct; /* "empirical" or "analytic" after calibration, or NULL */
     int64_t bc_images;        /* empirical: calibration images used (0 = 512, at most --calib) */
     int adaround;             /* AdaRound the Conv/Gemm weights (after bias correction), encodings frozen */
     int adaround_iters;       /* Adam steps per layer; 0 = qd_adaround's default */
+    int no_calib;             /* stop after the overrides and encodings: no fixes, no calibration
+                                 (to check settings and patterns cheaply) */
     qd_qsetup_fixes *fixes;   /* filled when not NULL (free with qd_qsetup_fixes_free) */
     int nthreads;
     int64_t batch;

@@ -1,0 +1,41 @@
+/* sesscmd.h - running commands against a session (the command layer that
+ * qdb do, qdb replay and the TUI share). */
+#ifndef QD_SESSCMD_H
+#define QD_SESSCMD_H
+
+#include <stddef.h>
+
+#include "err.h"
+#include "session.h"
+
+typedef struct sess_ctx {
+    qd_session *s;               /* the session the command works on (borrowed) */
+    const char *path;            /* its file (relative model paths resolve beside it); may be NULL */
+    int json;                    /* the user asked for --json */
+    int quiet;                   /* print nothing of the commands' own output (replay) */
+    const char *outdir;          /* when set, output files (-o, --report, --out) go here under their own names */
+    const qd_sess_entry *expect; /* replay: the recorded entry (load checks the fingerprints against it) */
+    int force;                   /* go on when the model or data changed */
+    int printed;                 /* set when the command printed its JSON */
+} sess_ctx;
+
+/* Run one session command (argv[0] is its name). On success *en holds the
+ * entry to journal (the caller owns it: qd_sess_entry_clear) and *journal
+ * says whether it belongs in the journal; the session's state is updated.
+ * On failure the state is what the journal says and *en is empty. */
+int sess_exec(sess_ctx *c, int argc, char **argv, qd_sess_entry *en, int *journal, qd_err *e);
+
+/* The model file of c's session: as recorded when it exists from here (or
+ * is absolute), else relative to the session file's directory (into buf). */
+const char *sess_model_path(const sess_ctx *c, char *buf, size_t n);
+/* The session's quantization state as options (--quant=w8a8 --set ...)
+ * after a first word cmd, for cli_parse2 with QUANT_OPTS; *argv is owned by
+ * the caller (qd_strv_free(*argv, *argc)). Empty (but cmd) when quantization
+ * is off. QD_EFAIL when out of memory. */
+int sess_quant_argv(const qd_session *s, const char *cmd, char ***argv, int *argc);
+
+/* export bundle --out DIR [--force] [--no-report] for the session of c
+ * (bundle.c); fills en's result with what it wrote. */
+int sess_bundle(sess_ctx *c, int argc, char **argv, qd_sess_entry *en, qd_err *e);
+
+#endif
