@@ -1245,6 +1245,7 @@ int cli_cmd_replay(int argc, char **argv, qd_err *e)
     sess_ctx c = {.s = s, .path = a.pos[0], .quiet = 1, .outdir = outdir, .force = o[FORCE].val != NULL};
     int rc = s ? QD_OK : qd_errf(e, QD_EFAIL, "out of memory"), json = o[JSON].val != NULL;
     diverge dv = {0};
+    qd_sess_entry dnow = {0};
     int done = 0, diverged = 0;
     cJSON *jout = json ? cJSON_CreateObject() : NULL, *jent = json ? cJSON_AddArrayToObject(jout, "entries") : NULL;
     for (int i = 0; !rc && i < rec->njournal && !diverged; i++) {
@@ -1279,7 +1280,10 @@ int cli_cmd_replay(int argc, char **argv, qd_err *e)
         } else {
             print_entry(stdout, i + 1, &en);
         }
-        qd_sess_entry_clear(&en);
+        if (diverged)
+            dnow = en; /* dv.now points into it */
+        else
+            qd_sess_entry_clear(&en);
     }
     /* the replayed state must be the recorded one */
     char *t1 = NULL, *t2 = NULL;
@@ -1346,6 +1350,7 @@ int cli_cmd_replay(int argc, char **argv, qd_err *e)
         jout = NULL;
     }
     cJSON_Delete(jout);
+    qd_sess_entry_clear(&dnow);
     if (made_tmp)
         nftw(outdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     qd_session_free(s);
