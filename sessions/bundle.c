@@ -23,7 +23,6 @@
 #include <cJSON.h>
 
 #include "cliutil.h"
-#include "data.h"
 #include "qdq.h"
 #include "qjson.h"
 #include "session.h"
@@ -453,30 +452,6 @@ static int move_in(const char *stage, const char *dir, const int *want, int forc
 
 /* ---- the bundle ---- */
 
-/* The recorded model and data are the ones bundled. */
-static int verify(const sess_ctx *c, const char *model, char msha[65], int data, qd_err *e)
-{
-    const qd_session *s = c->s;
-    if (qd_sha256_file(model, msha, e))
-        return fail(e, "the session's model");
-    if (strcmp(msha, s->model_sha256) && !c->force)
-        return qd_errf(e, QD_EINPUT, "qdb export bundle: the model %s changed since the session recorded it "
-                                     "(sha256 %.12s..., recorded %.12s...)", model, msha, s->model_sha256);
-    if (!data)
-        return QD_OK;
-    char h[65];
-    qd_dataset *d = qd_data_open(s->data, NULL, e);
-    if (!d || (s->limit > 0 && qd_data_limit(d, s->limit, s->seed, e)) || qd_data_sha256(d, h, e)) {
-        qd_data_free(d);
-        return fail(e, "the session's data");
-    }
-    qd_data_free(d);
-    if (strcmp(h, s->data_sha256) && !c->force)
-        return qd_errf(e, QD_EINPUT, "qdb export bundle: the data %s changed since the session recorded it "
-                                     "(sha256 %.12s..., recorded %.12s...)", s->data, h, s->data_sha256);
-    return QD_OK;
-}
-
 static cJSON *manifest(const sess_ctx *c, const char *model, const char *msha, const char *quant,
                        const qd_sim_counts *cnt, const char *cname, const char *qdq_reason, int report,
                        const char *report_opts, const char *report_skipped)
@@ -557,7 +532,7 @@ static int fill_stage(sess_ctx *c, const bopts *o, const char *stage, const char
     cJSON *man = NULL;
     qd_sess_entry rep = {0};
     const char *model = sess_model_path(c, mbuf, sizeof mbuf);
-    if ((rc = verify(c, model, msha, !o->no_report, e)))
+    if ((rc = sess_verify(c, !o->no_report, msha, e))) /* the recorded model and data are the ones bundled */
         goto out;
     if (sess_quant_argv(s, "bundle", &qv, &qn) ||
         !(quant = s->quant_on ? join_args(qv + 1, qn - 1) : strdup("w8a8 (default: the session is FP32)"))) {
@@ -566,22 +541,14 @@ static int fill_stage(sess_ctx *c, const bopts *o, const char *stage, const char
     }
 
     /* the simulation, as eval builds it */
-    opt q[] = QUANT_OPTS, none[] = {{0}};
-    args pa;
-    qd_qsetup qs;
-    if ((rc = cli_parse2("export bundle", qn, qv, none, q, 0, &pa, e)) ||
-        (rc = cli_quant_setup("export bundle", q, s->data, (long)s->seed, o->threads, 64, NULL, &qs, e)))
-        goto out;
-    progress pr = {qd_now_ms() / 1e3, isatty(2)};
-    qs.progress = pr.tty && !c->quiet ? cli_progress : NULL;
-    qs.user = &pr;
-    if (!(sim = qd_qsetup_build(model, &qs, NULL, e))) {
+    if (!(sim = sess_sim(c, "export bundle", o->threads, 0, e))) {
         rc = fail(e, NULL);
         goto out;
     }
     qd_sim_counts cnt;
     qd_sim_get_counts(sim, &cnt);
-    const char *cname = qs.config ? qs.config : qs.per_channel == 1 ? "per_channel" : "default";
+    const qd_sess_quant *sq = s->quant_on ? &s->q : NULL; /* the config the simulation used */
+    const char *cname = sq && sq->config ? sq->config : sq && sq->per_channel == 1 ? "per_channel" : "default";
 
     /* encodings, the QDQ model (when QDQ can express the sim), the config, the session */
     if ((rc = pjoin(p, stage, bnames[B_ENC061], e)) || (rc = qd_encodings_write(sim, p, "0.6.1", e)) ||

@@ -360,6 +360,28 @@ static const qd_sess_val *rget(const qd_sess_entry *en, const char *k, qd_sess_v
     return v && v->type == t ? v : NULL;
 }
 
+/* load MODEL --data SPEC [--limit N] [--seed S] */
+typedef struct load_args {
+    const char *model, *data; /* borrowed from argv */
+    long limit, seed;         /* -1 / 0 when not given */
+} load_args;
+
+static int parse_load(int argc, char **argv, load_args *la, qd_err *e)
+{
+    opt o[] = {{.name = "--data", .has_arg = 1}, {.name = "--limit", .has_arg = 1}, {.name = "--seed", .has_arg = 1}, {0}};
+    args a;
+    *la = (load_args){.limit = -1};
+    if (cli_parse("do load", argc, argv, o, 1, &a, e) ||
+        (o[1].val && cli_parse_int("do load", "--limit", o[1].val, 1, 1L << 40, &la->limit, e)) ||
+        (o[2].val && cli_parse_int("do load", "--seed", o[2].val, 0, 1L << 53, &la->seed, e)))
+        return e->code;
+    if (a.npos != 1 || !o[0].val)
+        return qd_errf(e, QD_EINPUT, "qdb do load: usage: load MODEL --data SPEC [--limit N] [--seed S]");
+    la->model = a.pos[0];
+    la->data = o[0].val;
+    return QD_OK;
+}
+
 /* What a state-changing entry does to s (its checks already passed when it
  * ran, so only its arguments and recorded result are used). */
 static int apply_entry(qd_session *s, const qd_sess_entry *en, qd_err *e)
@@ -370,21 +392,17 @@ static int apply_entry(qd_session *s, const qd_sess_entry *en, qd_err *e)
                           *im = rget(en, "images", QD_SV_NUM);
         if (!ms || !ds || !im || strlen(ms->str) != 64 || strlen(ds->str) != 64 || en->argc < 2)
             return qd_errf(e, QD_EINPUT, "journal: load without model_sha256, data_sha256 and images");
-        opt o[] = {{.name = "--data", .has_arg = 1}, {.name = "--limit", .has_arg = 1}, {.name = "--seed", .has_arg = 1}, {0}};
-        args a;
-        long limit = -1, seed = 0;
-        if (cli_parse("load", en->argc, en->argv, o, 1, &a, e) || a.npos != 1 || !o[0].val ||
-            (o[1].val && cli_parse_int("load", "--limit", o[1].val, 1, 1L << 40, &limit, e)) ||
-            (o[2].val && cli_parse_int("load", "--seed", o[2].val, 0, 1L << 53, &seed, e)))
-            return qd_errf(e, QD_EINPUT, "qdb do load: usage: load MODEL --data SPEC [--limit N] [--seed S]");
+        load_args la;
+        if (parse_load(en->argc, en->argv, &la, e))
+            return e->code;
         qd_session_reset_state(s);
-        if (set_str(&s->model, a.pos[0]) || set_str(&s->data, o[0].val))
+        if (set_str(&s->model, la.model) || set_str(&s->data, la.data))
             return qd_errf(e, QD_EFAIL, "out of memory");
         memcpy(s->model_sha256, ms->str, 65);
         memcpy(s->data_sha256, ds->str, 65);
         s->images = (int64_t)im->num;
-        s->limit = limit;
-        s->seed = (uint64_t)seed;
+        s->limit = la.limit;
+        s->seed = (uint64_t)la.seed;
         return QD_OK;
     }
     if (!s->model)
@@ -491,23 +509,6 @@ static void print_val(FILE *f, const qd_sess_val *v)
         fputs("null", f);
 }
 
-static cJSON *result_json(const qd_sess_entry *en)
-{
-    cJSON *r = cJSON_CreateObject();
-    for (int k = 0; k < en->nresult; k++) {
-        const qd_sess_val *v = &en->result[k];
-        if (v->type == QD_SV_NUM && isfinite(v->num))
-            cJSON_AddNumberToObject(r, v->key, v->num);
-        else if (v->type == QD_SV_BOOL)
-            cJSON_AddBoolToObject(r, v->key, v->num != 0);
-        else if (v->type == QD_SV_STR)
-            cJSON_AddStringToObject(r, v->key, v->str);
-        else
-            cJSON_AddNullToObject(r, v->key);
-    }
-    return r;
-}
-
 static void print_cmdline(FILE *f, const qd_sess_entry *en)
 {
     for (int i = 0; i < en->argc; i++)
@@ -571,18 +572,24 @@ static int need_model(const sess_ctx *c, const char *cmd, qd_err *e)
     return QD_OK;
 }
 
+/* The data as a session records it: spec, subset; its sha256 into hex.
+ * NULL on error (the caller frees the set). */
+static qd_dataset *open_data(const char *spec, int64_t limit, uint64_t seed, char hex[65], qd_err *e)
+{
+    qd_dataset *d = qd_data_open(spec, NULL, e);
+    if (d && ((limit > 0 && qd_data_limit(d, limit, seed, e)) || qd_data_sha256(d, hex, e))) {
+        qd_data_free(d);
+        d = NULL;
+    }
+    return d;
+}
+
 static int do_load(sess_ctx *c, int argc, char **argv, qd_sess_entry *en, qd_err *e)
 {
-    opt o[] = {{.name = "--data", .has_arg = 1}, {.name = "--limit", .has_arg = 1}, {.name = "--seed", .has_arg = 1}, {0}};
-    args a;
-    long limit = -1, seed = 0;
-    if (cli_parse("do load", argc, argv, o, 1, &a, e) ||
-        (o[1].val && cli_parse_int("do load", "--limit", o[1].val, 1, 1L << 40, &limit, e)) ||
-        (o[2].val && cli_parse_int("do load", "--seed", o[2].val, 0, 1L << 53, &seed, e)))
+    load_args la;
+    if (parse_load(argc, argv, &la, e))
         return e->code;
-    if (a.npos != 1 || !o[0].val)
-        return qd_errf(e, QD_EINPUT, "qdb do load: usage: load MODEL --data SPEC [--limit N] [--seed S]");
-    const char *model = a.pos[0];
+    const char *model = la.model;
     char msha[65], dsha[65];
     qd_graph *g = qd_graph_load(model, e);
     if (!g)
@@ -591,11 +598,9 @@ static int do_load(sess_ctx *c, int argc, char **argv, qd_sess_entry *en, qd_err
     qd_graph_free(g);
     if (qd_sha256_file(model, msha, e))
         return e->code;
-    qd_dataset *d = qd_data_open(o[0].val, NULL, e);
-    if (!d || (limit > 0 && qd_data_limit(d, limit, (uint64_t)seed, e)) || qd_data_sha256(d, dsha, e)) {
-        qd_data_free(d);
-        return qd_err_prefix(e, "qdb do load: data %s", o[0].val), e->code;
-    }
+    qd_dataset *d = open_data(la.data, la.limit, (uint64_t)la.seed, dsha, e);
+    if (!d)
+        return qd_err_prefix(e, "qdb do load: data %s", la.data), e->code;
     int64_t images = qd_data_count(d);
     int rc = qd_sess_result_add(en, "model_sha256", QD_SV_STR, 0, msha) ||
              qd_sess_result_add(en, "nodes", QD_SV_NUM, nodes, NULL) ||
@@ -612,7 +617,7 @@ static int do_load(sess_ctx *c, int argc, char **argv, qd_sess_entry *en, qd_err
         if (what && !c->force)
             return qd_errf(e, QD_EINPUT, "qdb replay: the %s changed since it was recorded: %s has sha256 %.12s..., the "
                                          "session recorded %.12s... (--force replays anyway)",
-                           what, !strcmp(what, "model") ? model : o[0].val, !strcmp(what, "model") ? msha : dsha,
+                           what, !strcmp(what, "model") ? model : la.data, !strcmp(what, "model") ? msha : dsha,
                            !strcmp(what, "model") ? m0->str : d0->str);
         if (what)
             fprintf(stderr, "qdb replay: warning: the %s changed since it was recorded (--force)\n", what);
@@ -620,36 +625,49 @@ static int do_load(sess_ctx *c, int argc, char **argv, qd_sess_entry *en, qd_err
     return QD_OK;
 }
 
-/* Build the simulation's structure (no calibration) for s to check settings
- * and patterns; *matched gets the last override's match count. */
-static int check_quant(const sess_ctx *c, const qd_session *s, int *matched, qd_err *e)
+qd_sim *sess_sim(const sess_ctx *c, const char *cmd, long threads, int no_calib, qd_err *e)
 {
-    argl a = {0};
-    push(&a, "check");
-    quant_args(s, &a);
+    const qd_session *s = c->s;
+    char **v = NULL, buf[4200];
+    int n = 0;
+    if (sess_quant_argv(s, cmd, &v, &n))
+        return qd_errf(e, QD_EFAIL, "out of memory"), NULL;
     opt q[] = QUANT_OPTS, none[] = {{0}};
     args pa;
     qd_qsetup qs;
-    char buf[4200];
-    int rc = a.oom ? qd_errf(e, QD_EFAIL, "out of memory") : QD_OK;
-    if (!rc && !(rc = cli_parse2("do", a.n, a.v, none, q, 0, &pa, e)) &&
-        !(rc = cli_quant_setup("do", q, s->data, (long)s->seed, 1, 64, NULL, &qs, e))) {
-        qs.no_calib = 1;
-        qs.cle = 0; /* equalizing changes weights, not which quantizers exist */
-        qd_sim *sim = qd_qsetup_build(sess_model_path(c, buf, sizeof buf), &qs, NULL, e);
-        if (!sim)
-            rc = e->code;
-        if (sim && matched && s->nsets) {
-            char *pat = NULL;
-            qd_override ov;
-            if (!qd_override_parse(s->sets[s->nsets - 1], &pat, &ov, e))
-                qd_sim_override(sim, pat, &ov, matched, e);
-            free(pat);
-        }
-        qd_sim_free(sim);
+    qd_sim *sim = NULL;
+    if (!cli_parse2(cmd, n, v, none, q, 0, &pa, e) &&
+        !cli_quant_setup(cmd, q, s->data, (long)s->seed, threads, 64, NULL, &qs, e)) {
+        progress pr = {qd_now_ms() / 1e3, isatty(2) && !c->quiet && !no_calib};
+        qs.progress = pr.tty ? cli_progress : NULL;
+        qs.user = &pr;
+        qs.no_calib = no_calib;
+        if (no_calib)
+            qs.cle = 0; /* equalizing changes weights, not which quantizers exist */
+        sim = qd_qsetup_build(sess_model_path(c, buf, sizeof buf), &qs, NULL, e);
     }
-    argl_free(&a);
-    return rc;
+    qd_strv_free(v, n);
+    return sim;
+}
+
+/* Check the session's settings and patterns on the simulation's structure
+ * (no calibration); *matched (may be NULL) gets the last override's match
+ * count. */
+static int check_quant(const sess_ctx *c, int *matched, qd_err *e)
+{
+    const qd_session *s = c->s;
+    qd_sim *sim = sess_sim(c, "do", 1, 1, e);
+    if (!sim)
+        return e->code;
+    if (matched && s->nsets) {
+        char *pat = NULL;
+        qd_override ov;
+        if (!qd_override_parse(s->sets[s->nsets - 1], &pat, &ov, e))
+            qd_sim_override(sim, pat, &ov, matched, e);
+        free(pat);
+    }
+    qd_sim_free(sim);
+    return QD_OK;
 }
 
 static int do_set(sess_ctx *c, int argc, char **argv, qd_sess_entry *en, qd_err *e)
@@ -658,7 +676,7 @@ static int do_set(sess_ctx *c, int argc, char **argv, qd_sess_entry *en, qd_err 
         return qd_errf(e, QD_EINPUT, "qdb do set: give a setting and its value, or a key, a PATTERN and a value "
                                      "(qdb do SESSION help set)");
     int n0 = c->s->nsets, matched = 0;
-    if (apply_set(c->s, argc, argv, e) || check_quant(c, c->s, &matched, e))
+    if (apply_set(c->s, argc, argv, e) || check_quant(c, &matched, e))
         return e->code;
     if (c->s->nsets > n0)
         qd_sess_result_add(en, "matched", QD_SV_NUM, matched, NULL);
@@ -709,7 +727,7 @@ static int do_transform(sess_ctx *c, int argc, char **argv, qd_sess_entry *en, q
 {
     (void)en;
     qd_sess_entry tmp = {.argc = argc, .argv = argv};
-    return apply_entry(c->s, &tmp, e) || check_quant(c, c->s, NULL, e) ? e->code : QD_OK;
+    return apply_entry(c->s, &tmp, e) || check_quant(c, NULL, e) ? e->code : QD_OK;
 }
 
 static int do_undo(sess_ctx *c, int argc, char **argv, qd_sess_entry *en, qd_err *e)
@@ -1082,7 +1100,7 @@ int cli_cmd_do(int argc, char **argv, qd_err *e)
         } else if (!rc && !c.printed) {
             cJSON *j = cJSON_CreateObject();
             cJSON_AddNumberToObject(j, "entry", s->njournal);
-            cJSON_AddItemToObject(j, "result", result_json(&en));
+            cJSON_AddItemToObject(j, "result", qd_sess_result_json(&en));
             cli_print_json(j);
         }
     }
@@ -1103,27 +1121,27 @@ static const char open_help[] =
     "(sha256), then show its state and journal (--json: the session itself).\n"
     "  --force   show it even when the model or data changed\n";
 
-/* The recorded model and data are there and unchanged. */
-static int verify(const sess_ctx *c, int force, qd_err *e)
+int sess_verify(const sess_ctx *c, int data, char msha[65], qd_err *e)
 {
     const qd_session *s = c->s;
     if (!s->model)
         return QD_OK;
     char buf[4200], h[65];
     const char *mp = sess_model_path(c, buf, sizeof buf);
-    if (qd_sha256_file(mp, h, e))
+    if (qd_sha256_file(mp, msha, e))
         return qd_err_prefix(e, "%s: the session's model", c->path), e->code;
-    if (strcmp(h, s->model_sha256) && !force)
+    if (strcmp(msha, s->model_sha256) && !c->force)
         return qd_errf(e, QD_EINPUT, "%s: the model %s changed since it was recorded (sha256 %.12s..., recorded %.12s...; "
-                                     "--force goes on)", c->path, mp, h, s->model_sha256);
-    qd_dataset *d = qd_data_open(s->data, NULL, e);
-    if (!d || (s->limit > 0 && qd_data_limit(d, s->limit, s->seed, e)) || qd_data_sha256(d, h, e)) {
-        qd_data_free(d);
+                                     "--force goes on)", c->path, mp, msha, s->model_sha256);
+    if (!data)
+        return QD_OK;
+    qd_dataset *d = open_data(s->data, s->limit, s->seed, h, e);
+    if (!d)
         return qd_err_prefix(e, "%s: the session's data", c->path), e->code;
-    }
     qd_data_free(d);
-    if (strcmp(h, s->data_sha256) && !force)
-        return qd_errf(e, QD_EINPUT, "%s: the data %s changed since it was recorded (--force goes on)", c->path, s->data);
+    if (strcmp(h, s->data_sha256) && !c->force)
+        return qd_errf(e, QD_EINPUT, "%s: the data %s changed since it was recorded (sha256 %.12s..., recorded %.12s...; "
+                                     "--force goes on)", c->path, s->data, h, s->data_sha256);
     return QD_OK;
 }
 
@@ -1141,8 +1159,9 @@ int cli_cmd_open(int argc, char **argv, qd_err *e)
     qd_session *s = qd_session_read(a.pos[0], e);
     if (!s)
         return e->code;
-    sess_ctx c = {.s = s, .path = a.pos[0], .json = o[0].val != NULL};
-    int rc = verify(&c, o[1].val != NULL, e);
+    sess_ctx c = {.s = s, .path = a.pos[0], .json = o[0].val != NULL, .force = o[1].val != NULL};
+    char msha[65];
+    int rc = sess_verify(&c, 1, msha, e);
     if (!rc)
         rc = do_show(&c, 1, argv, NULL, e);
     qd_session_free(s);
@@ -1274,7 +1293,7 @@ int cli_cmd_replay(int argc, char **argv, qd_err *e)
             cJSON *x = cJSON_CreateObject();
             cJSON_AddNumberToObject(x, "entry", i + 1);
             cJSON_AddItemToObject(x, "argv", cJSON_CreateStringArray((const char *const *)r->argv, r->argc));
-            cJSON_AddItemToObject(x, "result", result_json(&en));
+            cJSON_AddItemToObject(x, "result", qd_sess_result_json(&en));
             cJSON_AddNumberToObject(x, "seconds", en.seconds);
             cJSON_AddItemToArray(jent, x);
         } else {
@@ -1336,7 +1355,7 @@ int cli_cmd_replay(int argc, char **argv, qd_err *e)
                 qd_sess_result_add(&one, "recorded", dv.was->type, dv.was->num, dv.was->str);
                 if (dv.now)
                     qd_sess_result_add(&one, "now", dv.now->type, dv.now->num, dv.now->str);
-                cJSON *r = result_json(&one);
+                cJSON *r = qd_sess_result_json(&one);
                 for (cJSON *x = r->child; x; x = x->next)
                     cJSON_AddItemToObject(d, x->string, cJSON_Duplicate(x, 1));
                 cJSON_Delete(r);

@@ -34,6 +34,18 @@ const char *sess_model_path(const sess_ctx *c, char *buf, size_t n);
  * is off. QD_EFAIL when out of memory. */
 int sess_quant_argv(const qd_session *s, const char *cmd, char ***argv, int *argc);
 
+/* The simulation of c's session as eval builds it (its seed, threads,
+ * batch 64), or with no_calib only its structure (no CLE, fixes or
+ * calibration: to check settings and patterns). Progress on stderr when
+ * it is a terminal and c is not quiet. NULL on error. */
+struct qd_sim;
+struct qd_sim *sess_sim(const sess_ctx *c, const char *cmd, long threads, int no_calib, qd_err *e);
+
+/* The session's model (and, when data, its data) still have the recorded
+ * sha256, unless c->force; msha gets the model's. QD_EINPUT naming the file
+ * that changed or cannot be read. */
+int sess_verify(const sess_ctx *c, int data, char msha[65], qd_err *e);
+
 /* export bundle --out DIR [--force] [--no-report] for the session of c
  * (bundle.c); fills en's result with what it wrote. */
 int sess_bundle(sess_ctx *c, int argc, char **argv, qd_sess_entry *en, qd_err *e);

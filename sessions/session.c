@@ -607,6 +607,23 @@ static void add_str(cJSON *o, const char *k, const char *v)
         cJSON_AddStringToObject(o, k, v);
 }
 
+cJSON *qd_sess_result_json(const qd_sess_entry *en)
+{
+    cJSON *r = cJSON_CreateObject();
+    for (int k = 0; r && k < en->nresult; k++) {
+        const qd_sess_val *v = &en->result[k];
+        if (v->type == QD_SV_NUM)
+            add_num(r, v->key, v->num);
+        else if (v->type == QD_SV_BOOL)
+            cJSON_AddBoolToObject(r, v->key, v->num != 0);
+        else if (v->type == QD_SV_STR)
+            cJSON_AddStringToObject(r, v->key, v->str);
+        else
+            cJSON_AddNullToObject(r, v->key);
+    }
+    return r;
+}
+
 static cJSON *doc_json(const qd_session *s)
 {
     cJSON *j = cJSON_CreateObject();
@@ -673,18 +690,7 @@ static cJSON *doc_json(const qd_session *s)
         cJSON_AddBoolToObject(o, "changes_state", en->changes_state);
         if (en->undone)
             cJSON_AddBoolToObject(o, "undone", 1);
-        cJSON *r = cJSON_AddObjectToObject(o, "result");
-        for (int k = 0; k < en->nresult; k++) {
-            const qd_sess_val *v = &en->result[k];
-            if (v->type == QD_SV_NUM)
-                add_num(r, v->key, v->num);
-            else if (v->type == QD_SV_BOOL)
-                cJSON_AddBoolToObject(r, v->key, v->num != 0);
-            else if (v->type == QD_SV_STR)
-                cJSON_AddStringToObject(r, v->key, v->str);
-            else
-                cJSON_AddNullToObject(r, v->key);
-        }
+        cJSON_AddItemToObject(o, "result", qd_sess_result_json(en));
         add_num(o, "seconds", en->seconds);
         cJSON_AddStringToObject(o, "at", en->at);
         cJSON_AddItemToArray(jr, o);

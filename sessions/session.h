@@ -115,6 +115,11 @@ int qd_sess_result_add(qd_sess_entry *en, const char *key, qd_sess_vtype type, d
 /* The value of key in en's result, or NULL. */
 const qd_sess_val *qd_sess_result_get(const qd_sess_entry *en, const char *key);
 
+/* en's result as a JSON object (numbers as the session prints them);
+ * the caller owns it (cJSON_Delete). */
+struct cJSON;
+struct cJSON *qd_sess_result_json(const qd_sess_entry *en);
+
 /* Copy a string list (argv style); NULL on out of memory (n == 0 gives a
  * non-NULL empty list). Free with qd_strv_free. */
 char **qd_strv_dup(char *const *v, int n);

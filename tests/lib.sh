@@ -11,6 +11,10 @@ finish() { echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit $?; }
 js() { node -e "const j=JSON.parse(require('fs').readFileSync('$1','utf8'));process.exit(($2)?0:1)"; }
 # jget FILE EXPR: prints EXPR of j = the JSON in FILE
 jget() { node -e "const j=JSON.parse(require('fs').readFileSync('$1','utf8'));console.log($2)"; }
+# run WHAT ARGS...: qdb ARGS exits 0 (stdout in $tmp/out, stderr in $tmp/err; a
+# failure shows stderr's end without debug's progress lines)
+run() { local what=$1; shift; "$QDB" "$@" >$tmp/out 2>$tmp/err; local rc=$?
+        check "$what: exit 0 ($rc: $(grep -v '^debug:' $tmp/err | tail -c 300))" test $rc -eq 0; }
 # bad WHAT WANT ARGS...: qdb ARGS exits 2 with one line on stderr containing WANT
 bad() {
     local what=$1 want=$2; shift 2

@@ -25,9 +25,6 @@ QDB=${QDB:-./qdb}
 L=models/lenet.onnx
 S=$tmp/s.json
 T=2
-# run WHAT ARGS...: qdb ARGS exits 0 (stdout in $tmp/out, stderr in $tmp/err)
-run() { local what=$1; shift; "$QDB" "$@" >$tmp/out 2>$tmp/err; local rc=$?
-        check "$what: exit 0 ($rc: $(grep -v '^debug:' $tmp/err | tail -c 300))" test $rc -eq 0; }
 # sums DIR: sha256 of every file under DIR, by name
 sums() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum); }
 last() { "$QDB" do $S show --json >$tmp/show.json && jget $tmp/show.json "JSON.stringify(j.journal[j.journal.length-1]$1)"; }

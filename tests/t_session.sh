@@ -17,9 +17,6 @@ QDB=${QDB:-./qdb}
 
 L=models/lenet.onnx
 S=$tmp/s.json
-# run WHAT ARGS...: qdb ARGS exits 0
-run() { local what=$1; shift; "$QDB" "$@" >$tmp/out 2>$tmp/err; local rc=$?
-        check "$what: exit 0 ($rc: $(tail -c 300 $tmp/err))" test $rc -eq 0; }
 entries() { jget "$1" 'j.journal.length'; }
 
 # ---- a scripted session ----
