@@ -106,10 +106,15 @@ run: deps all
 test: tests-bin
 	@QDB=$(OBJDIR)/qdb QDB_BUILD=$(OBJDIR) ONNX_TESTDATA=$(ONNX_TESTDATA) bash tests/run
 
-# BENCH=ort or BENCH=perq runs one of the two.
-bench: tests-bin
-	@if [ "$(BENCH)" != perq ]; then QDB=$(OBJDIR)/qdb QDB_BUILD=$(OBJDIR) bash tests/bench; fi
-	@if [ "$(BENCH)" != ort ]; then QDB=$(OBJDIR)/qdb bash tests/bench_perq; fi
+# Benchmark programs, built like the tests.
+BENCH_BIN := $(OBJDIR)/tests/bench_live
+
+# BENCH=ort, BENCH=perq or BENCH=live runs only that one; no BENCH runs all.
+bench: tests-bin $(BENCH_BIN)
+	@case "$(BENCH)" in ""|ort|perq|live) ;; *) echo "make bench: unknown BENCH=$(BENCH) (ort, perq or live)" >&2; exit 2;; esac
+	@if [ -z "$(BENCH)" ] || [ "$(BENCH)" = ort ]; then QDB=$(OBJDIR)/qdb QDB_BUILD=$(OBJDIR) bash tests/bench; fi
+	@if [ -z "$(BENCH)" ] || [ "$(BENCH)" = perq ]; then QDB=$(OBJDIR)/qdb bash tests/bench_perq; fi
+	@if [ -z "$(BENCH)" ] || [ "$(BENCH)" = live ]; then $(OBJDIR)/tests/bench_live; fi
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build of everything, then the tests.
 asan:
