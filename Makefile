@@ -95,12 +95,10 @@ tests-bin: $(OBJDIR)/qdb $(TEST_BIN)
 deps:
 	@bash .ci/deps
 
-# The main job on the bundled demo model. Until the TUI exists (issue 9):
-# its layer table and its FP32 accuracy on the Fashion-MNIST test set.
-DEMO ?= models/lenet.onnx
+# The interactive debugger on the bundled demo (MobileNetV2, Fashion-MNIST);
+# without a terminal, the flowchart on it in batch mode.
 run: deps all
-	./qdb info $(DEMO)
-	./qdb eval $(DEMO) --data fashion-mnist --threads 2
+	./qdb
 
 # Tests use the binary of this build variant (build/asan/qdb under make asan).
 test: tests-bin

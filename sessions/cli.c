@@ -408,7 +408,7 @@ static int parse_floats3(const char *cmd, const char *name, const char *s, float
 static int eval_quant(const char *model, const qd_graph *g, qd_dataset *d, qd_eval_opts eo, qd_qsetup *qs,
                       int json, qd_err *e)
 {
-    progress pr = {qd_now_ms() / 1e3, isatty(2)};
+    progress pr = {qd_now_ms() / 1e3, cli_progress_on()};
     qs->progress = eo.progress = pr.tty ? cli_progress : NULL;
     qs->user = eo.user = &pr;
     qd_logits ref = {0};
@@ -510,7 +510,7 @@ static int cmd_eval(int argc, char **argv, qd_err *e)
         goto out;
     if (!opts[NOFUSE].val && (rc = qd_graph_fuse(g, NULL, e)))
         goto out;
-    progress pr = {qd_now_ms() / 1e3, isatty(2)};
+    progress pr = {qd_now_ms() / 1e3, cli_progress_on()};
     qd_eval_opts eo = {.batch = batch, .nthreads = (int)threads, .progress = pr.tty ? cli_progress : NULL,
                        .user = &pr};
     if (cli_quant_given(qopts)) {
@@ -649,7 +649,7 @@ static int cmd_sweep(int argc, char **argv, qd_err *e)
     }
     if ((limit > 0 && (rc = qd_data_limit(d, limit, (uint64_t)seed, e))) || (rc = qd_graph_fuse(g, NULL, e)))
         goto out;
-    progress pr = {qd_now_ms() / 1e3, isatty(2)};
+    progress pr = {qd_now_ms() / 1e3, cli_progress_on()};
     qd_eval_opts eo = {.batch = batch, .nthreads = (int)threads, .progress = pr.tty ? cli_progress : NULL,
                        .user = &pr};
     if ((rc = qd_logits_compute(g, d, &eo, &ref, e))) {
@@ -778,7 +778,7 @@ static int cmd_export(int argc, char **argv, qd_err *e)
     qd_qsetup qs;
     if (cli_quant_setup("export", qopts, NULL, seed, threads, batch, NULL, &qs, e))
         return e->code;
-    progress pr = {qd_now_ms() / 1e3, isatty(2)};
+    progress pr = {qd_now_ms() / 1e3, cli_progress_on()};
     qs.progress = pr.tty ? cli_progress : NULL;
     qs.user = &pr;
     qd_sim *s = qd_qsetup_build(a.pos[1], &qs, NULL, e);
@@ -824,6 +824,7 @@ static const command commands[] = {
     {"cle", cli_cmd_cle, "cross-layer equalization: writes the equalized FP32 model"},
     {"bias-correct", cli_cmd_bias_correct, "bias correction for a quantization: writes the corrected model"},
     {"adaround", cli_cmd_adaround, "AdaRound for a quantization: writes the rounded model and encodings"},
+    {"tui", NULL, "the interactive debugger (qdb with no arguments: on the bundled demo)"},
     {"do", cli_cmd_do, "run a command against a session file (made by its first command, load)"},
     {"open", cli_cmd_open, "check a session's model and data and show its state and journal"},
     {"replay", cli_cmd_replay, "re-run a session's journal headless; --check compares every result"},
@@ -833,7 +834,7 @@ cli_fn cli_command(const char *name)
 {
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(name, commands[i].name))
-            return commands[i].fn;
+            return commands[i].fn; /* NULL for tui: main.c runs it */
     return NULL;
 }
 
@@ -861,7 +862,7 @@ int qd_cli_main(int argc, char **argv)
         return QD_OK;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        if (strcmp(argv[1], commands[i].name) != 0)
+        if (strcmp(argv[1], commands[i].name) != 0 || !commands[i].fn)
             continue;
         qd_err e = {0};
         int rc = commands[i].fn(argc - 1, argv + 1, &e);

@@ -11,4 +11,8 @@ int qd_cli_main(int argc, char **argv);
 typedef int (*cli_fn)(int argc, char **argv, qd_err *e);
 cli_fn cli_command(const char *name);
 
+/* Ask a running qdb debug to stop as Ctrl-C does (keeping what it
+ * measured); safe from another thread or a signal handler. */
+void cli_debug_stop(void);
+
 #endif

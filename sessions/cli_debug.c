@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "cli_plot.h"
 #include "cliutil.h"
 #include "fuse.h"
@@ -70,6 +71,11 @@ static void on_sigint(int sig)
     stop_flag = 1;
 }
 
+void cli_debug_stop(void)
+{
+    stop_flag = 1;
+}
+
 typedef struct dprog {
     progress bar;
     const char *what;
@@ -78,8 +84,8 @@ typedef struct dprog {
 static int dbg_progress(void *user, int64_t done, int64_t total)
 {
     dprog *p = user;
-    if (p->bar.tty)
-        cli_progress(&p->bar, done, total);
+    if (p->bar.tty && cli_progress(&p->bar, done, total))
+        stop_flag = 1;
     return stop_flag != 0;
 }
 
@@ -1182,7 +1188,7 @@ int cli_cmd_debug(int argc, char **argv, qd_err *e)
     sigemptyset(&sa.sa_mask);
     stop_flag = 0;
     sigaction(SIGINT, &sa, &old);
-    g->pr.bar.tty = isatty(2);
+    g->pr.bar.tty = cli_progress_on();
     g->eo = (qd_eval_opts){.batch = batch, .nthreads = (int)threads};
     qd_graph *gr = qd_graph_load(g->model, e);
     if (!gr) {

@@ -139,7 +139,7 @@ int cli_cmd_cle(int argc, char **argv, qd_err *e)
             rc = e->code;
             goto out;
         }
-        progress pr = {qd_now_ms() / 1e3, isatty(2)};
+        progress pr = {qd_now_ms() / 1e3, cli_progress_on()};
         qd_eval_opts eo = {.batch = batch, .nthreads = (int)threads, .progress = pr.tty ? cli_progress : NULL,
                            .user = &pr};
         if ((rc = eval_both(a.pos[0], g, d, &eo, &ev, e)))
@@ -352,7 +352,7 @@ static int fix_command(const char *cmd, int ada, int argc, char **argv, qd_err *
     }
     qd_qsetup_fixes fx = {0};
     qs.fixes = &fx;
-    progress pr = {qd_now_ms() / 1e3, isatty(2)};
+    progress pr = {qd_now_ms() / 1e3, cli_progress_on()};
     qs.progress = pr.tty ? cli_progress : NULL;
     qs.user = &pr;
     double calib_s = 0;

@@ -804,7 +804,7 @@ static int sim_open(simctx *c, const pargs *pa, int with_data, qd_err *e)
     c->pa = pa;
     if (cli_quant_setup("plot", pa->q, pa->data, pa->seed, pa->threads, pa->batch, NULL, &c->base, e))
         return e->code;
-    c->pr = (progress){qd_now_ms() / 1e3, isatty(2)};
+    c->pr = (progress){qd_now_ms() / 1e3, cli_progress_on()};
     c->base.progress = c->pr.tty ? cli_progress : NULL;
     c->base.user = &c->pr;
     c->eo = (qd_eval_opts){.batch = pa->batch, .nthreads = (int)pa->threads, .progress = c->base.progress,

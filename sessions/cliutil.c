@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "calib.h"
 #include "util.h"
@@ -129,9 +130,30 @@ int cli_print_json(cJSON *j)
     return QD_OK;
 }
 
+static cli_progress_hook_fn hook_fn;
+static void *hook_user;
+
+void cli_progress_set_hook(cli_progress_hook_fn fn, void *user)
+{
+    hook_fn = fn;
+    hook_user = user;
+}
+
+int cli_progress_hooked(void)
+{
+    return hook_fn != NULL;
+}
+
+int cli_progress_on(void)
+{
+    return hook_fn || isatty(2);
+}
+
 int cli_progress(void *user, int64_t done, int64_t total)
 {
     progress *p = user;
+    if (hook_fn)
+        return hook_fn(hook_user, done, total);
     double el = qd_now_ms() / 1e3 - p->t0, rate = el > 0 ? done / el : 0;
     int w = 30, fill = total ? (int)(w * done / total) : w;
     fprintf(stderr, "\r[%.*s%*s] %lld/%lld  %.0f img/s  ETA %.0fs ", fill, "##############################",

@@ -51,6 +51,14 @@ cJSON *cli_capture_take(void);
 /* Progress bar on stderr (a qd_progress_fn; user is a progress). */
 typedef struct progress { double t0; int tty; } progress;
 int cli_progress(void *user, int64_t done, int64_t total);
+/* While a hook is set (the TUI runs commands), cli_progress reports to it
+ * instead of drawing on stderr, and returns what it returns (non-zero
+ * stops the work where the command allows it). */
+typedef int (*cli_progress_hook_fn)(void *user, int64_t done, int64_t total);
+void cli_progress_set_hook(cli_progress_hook_fn fn, void *user);
+int cli_progress_hooked(void);
+/* Progress is wanted: a hook is set, or stderr is a terminal. */
+int cli_progress_on(void);
 
 /* ---- the quantization options shared by eval, sweep, run and export ---- */
 

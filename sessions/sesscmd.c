@@ -516,7 +516,7 @@ static void print_cmdline(FILE *f, const qd_sess_entry *en)
 }
 
 /* "[3] eval --quant w8a8: accuracy 0.865, ..." */
-static void print_entry(FILE *f, int n, const qd_sess_entry *en)
+void sess_entry_print(FILE *f, int n, const qd_sess_entry *en)
 {
     fprintf(f, "[%d] ", n);
     print_cmdline(f, en);
@@ -638,7 +638,7 @@ qd_sim *sess_sim(const sess_ctx *c, const char *cmd, long threads, int no_calib,
     qd_sim *sim = NULL;
     if (!cli_parse2(cmd, n, v, none, q, 0, &pa, e) &&
         !cli_quant_setup(cmd, q, s->data, (long)s->seed, threads, 64, NULL, &qs, e)) {
-        progress pr = {qd_now_ms() / 1e3, isatty(2) && !c->quiet && !no_calib};
+        progress pr = {qd_now_ms() / 1e3, (cli_progress_hooked() || (isatty(2) && !c->quiet)) && !no_calib};
         qs.progress = pr.tty ? cli_progress : NULL;
         qs.user = &pr;
         qs.no_calib = no_calib;
@@ -676,7 +676,18 @@ static int do_set(sess_ctx *c, int argc, char **argv, qd_sess_entry *en, qd_err 
         return qd_errf(e, QD_EINPUT, "qdb do set: give a setting and its value, or a key, a PATTERN and a value "
                                      "(qdb do SESSION help set)");
     int n0 = c->s->nsets, matched = 0;
-    if (apply_set(c->s, argc, argv, e) || check_quant(c, &matched, e))
+    c->sim_applied = 0;
+    if (apply_set(c->s, argc, argv, e))
+        return e->code;
+    if (c->sim && c->s->nsets == n0 + 1) { /* the caller's live sim takes the new override */
+        char *pat = NULL;
+        qd_override ov;
+        int rc = qd_override_parse(c->s->sets[n0], &pat, &ov, e) || qd_sim_override(c->sim, pat, &ov, &matched, e);
+        free(pat);
+        if (rc)
+            return e->code;
+        c->sim_applied = 1;
+    } else if (check_quant(c, &matched, e))
         return e->code;
     if (c->s->nsets > n0)
         qd_sess_result_add(en, "matched", QD_SV_NUM, matched, NULL);
@@ -777,7 +788,7 @@ static void show_state(FILE *f, const sess_ctx *c)
     argl_free(&a);
     fprintf(f, "journal: %d entr%s\n", s->njournal, s->njournal == 1 ? "y" : "ies");
     for (int i = 0; i < s->njournal; i++)
-        print_entry(f, i + 1, &s->journal[i]);
+        sess_entry_print(f, i + 1, &s->journal[i]);
 }
 
 static int do_show(sess_ctx *c, int argc, char **argv, qd_sess_entry *en, qd_err *e)
@@ -830,6 +841,11 @@ static const scmd scmds[] = {
     {"save", 0, do_save, "save -o FILE [--force]: a copy of the session"},
     {"help", 0, do_help, "these commands; help set"},
 };
+
+const char *sess_command_name(int i)
+{
+    return i >= 0 && (size_t)i < sizeof scmds / sizeof scmds[0] ? scmds[i].name : NULL;
+}
 
 static int do_help(sess_ctx *c, int argc, char **argv, qd_sess_entry *en, qd_err *e)
 {
@@ -1096,7 +1112,7 @@ int cli_cmd_do(int argc, char **argv, qd_err *e)
         if (!(rc = qd_session_append(s, &en, e)))
             rc = qd_session_write(s, path, e);
         if (!rc && !json) {
-            print_entry(stdout, s->njournal, &s->journal[s->njournal - 1]);
+            sess_entry_print(stdout, s->njournal, &s->journal[s->njournal - 1]);
         } else if (!rc && !c.printed) {
             cJSON *j = cJSON_CreateObject();
             cJSON_AddNumberToObject(j, "entry", s->njournal);
@@ -1297,7 +1313,7 @@ int cli_cmd_replay(int argc, char **argv, qd_err *e)
             cJSON_AddNumberToObject(x, "seconds", en.seconds);
             cJSON_AddItemToArray(jent, x);
         } else {
-            print_entry(stdout, i + 1, &en);
+            sess_entry_print(stdout, i + 1, &en);
         }
         if (diverged)
             dnow = en; /* dv.now points into it */

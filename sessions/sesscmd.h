@@ -4,6 +4,7 @@
 #define QD_SESSCMD_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "err.h"
 #include "session.h"
@@ -17,6 +18,10 @@ typedef struct sess_ctx {
     const qd_sess_entry *expect; /* replay: the recorded entry (load checks the fingerprints against it) */
     int force;                   /* go on when the model or data changed */
     int printed;                 /* set when the command printed its JSON */
+    struct qd_sim *sim;          /* the caller's live simulation (the TUI), or NULL: a set that adds
+                                    a per-quantizer override applies it to sim instead of checking it
+                                    on a fresh build, and sets sim_applied */
+    int sim_applied;
 } sess_ctx;
 
 /* Run one session command (argv[0] is its name). On success *en holds the
@@ -28,6 +33,11 @@ int sess_exec(sess_ctx *c, int argc, char **argv, qd_sess_entry *en, int *journa
 /* The model file of c's session: as recorded when it exists from here (or
  * is absolute), else relative to the session file's directory (into buf). */
 const char *sess_model_path(const sess_ctx *c, char *buf, size_t n);
+/* Name of session command i (0, 1, ...), NULL past the last: for completion. */
+const char *sess_command_name(int i);
+/* One line for journal entry en, numbered n: "[3] eval --quant w8a8: accuracy 0.865, ..." */
+void sess_entry_print(FILE *f, int n, const qd_sess_entry *en);
+
 /* The session's quantization state as options (--quant=w8a8 --set ...)
  * after a first word cmd, for cli_parse2 with QUANT_OPTS; *argv is owned by
  * the caller (qd_strv_free(*argv, *argc)). Empty (but cmd) when quantization

@@ -190,7 +190,11 @@ expect "run --output is a directory" "1|2" 1 "isdir\.npy" \
     -- "$QDB" run "$GOOD" --input "$IN" --output "$T/isdir.npy"
 
 # --- bad flags ------------------------------------------------------------
-expect "no arguments" 2 + "" -- "$QDB"
+expect "no arguments, demo model missing" 2 1 "nonexistent" -- env QDB_DEMO=/nonexistent/demo.onnx "$QDB"
+expect "tui without a terminal" 2 1 "needs a terminal" -- "$QDB" tui "$GOOD" --data fashion-mnist
+expect "tui without --data" 2 1 "data" -- "$QDB" tui "$GOOD"
+expect "tui with a bad flag" 2 1 "frob" -- "$QDB" tui "$GOOD" --data fashion-mnist --frob
+expect "tui with a bad quant" 2 1 "w9a99" -- "$QDB" tui "$GOOD" --data fashion-mnist --quant w9a99
 expect "unknown command" 2 + "frobnicate" -- "$QDB" frobnicate
 expect "run without --input" 2 + "input" -- "$QDB" run "$GOOD" --output "$OUT"
 expect "run without --output" 2 + "output" -- "$QDB" run "$GOOD" --input "$IN"

@@ -48,6 +48,11 @@ node tests/ort/run.js $cw tests/data/const_weights_in.npy "$tmp/cw_ort.npy" >/de
 check "weights in Constant nodes: qdb = ORT" bash -c "node tests/ort/compare.js $tmp/cw.npy $tmp/cw_ort.npy --rtol 1e-5 >/dev/null"
 check "weights in Constant nodes: info counts them" bash -c "$QDB info $cw --json | grep -q '\"params\":623'"
 check "--version names the BLAS kernels" bash -c "$QDB --version | grep -q 'OpenBLAS kernels: '"
-check "no arguments: usage on stderr, exit 2" bash -c "$QDB >/dev/null 2>$tmp/u; test \$? -eq 2 && grep -q 'usage: qdb COMMAND' $tmp/u"
+check "--help: usage on stdout, exit 0, lists tui" bash -c "$QDB --help >$tmp/u && grep -q 'usage: qdb COMMAND' $tmp/u && grep -q '^  tui ' $tmp/u"
+# no arguments and no terminal: the flowchart on the demo in batch mode
+# (QDB_DEMO swaps the bundled MobileNetV2 for LeNet to keep this quick)
+QDB_DEMO=models/lenet.onnx $QDB </dev/null >$tmp/demo.out 2>$tmp/demo.err; rc=$?
+check "no arguments, no terminal: flowchart summary, exit 0" bash -c "test $rc -eq 0 && grep -q '^## 7. Mixed-precision fallback' $tmp/demo.out && grep -q '^## 1\.' $tmp/demo.out"
+check "no arguments, no terminal: says it runs in batch mode" grep -q 'no terminal: running the debugging flowchart on the demo' $tmp/demo.err
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
