@@ -1,6 +1,8 @@
-# tests/lib.sh - what the t_*.sh scripts share (source it after setting QDB):
-# a temporary directory $tmp removed on exit, pass/fail counting and the
-# summary line, JSON checks through node, and the bad-input check.
+# tests/lib.sh - what the t_*.sh scripts share (source it from the top of the
+# tree): $QDB (default ./qdb; a missing binary is a failure), a temporary
+# directory $tmp removed on exit, pass/fail counting and the summary line,
+# JSON checks through node, and the bad-input check.
+QDB=${QDB:-./qdb}
 pass=0; fail=0
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 # check WHAT COMMAND...: counts a pass when COMMAND succeeds, else prints FAIL WHAT
@@ -22,3 +24,4 @@ bad() {
     check "$what: exit 2 (got $rc: $(head -c 200 "$tmp/err"))" test $rc -eq 2
     check "$what: one line naming '$want'" bash -c "test \$(wc -l <'$tmp/err') -eq 1 && grep -qF -- '$want' '$tmp/err'"
 }
+[ -x "$QDB" ] || { echo "FAIL no qdb binary at $QDB"; fail=1; finish; }

@@ -18,9 +18,7 @@
 #   - replay --check re-runs the journaled bundles into its --out.
 set -u
 cd "$(dirname "$0")/.."
-QDB=${QDB:-./qdb}
 . tests/lib.sh
-[ -x "$QDB" ] || { echo "FAIL no qdb binary at $QDB"; fail=1; finish; }
 
 L=models/lenet.onnx
 S=$tmp/s.json

@@ -11,9 +11,7 @@
 #   - bad input: exit 2, one line naming what is wrong.
 set -u
 cd "$(dirname "$0")/.."
-QDB=${QDB:-./qdb}
 . tests/lib.sh
-[ -x "$QDB" ] || { echo "FAIL no qdb binary at $QDB"; fail=1; finish; }
 
 L=models/lenet.onnx
 common="--data fashion-mnist --limit 300 --calib 200 --threads 2"

@@ -14,12 +14,10 @@
 # Prints the figures, then "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.."
-QDB=${QDB:-./qdb}
 . tests/lib.sh
 QJS=tests/ort/qdq.js
 T=2
 
-[ -x "$QDB" ] || { echo "FAIL no qdb binary at $QDB"; fail=1; finish; }
 [ -d tests/ort/node_modules/onnxruntime-node ] || { echo "FAIL onnxruntime-node missing: run 'make deps'"; fail=1; finish; }
 node $QJS images 500 "$tmp/x.npy"
 

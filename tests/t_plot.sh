@@ -13,9 +13,7 @@
 #   - bad input: exit 2, one line naming what is wrong.
 set -u
 cd "$(dirname "$0")/.."
-QDB=${QDB:-./qdb}
 . tests/lib.sh
-[ -x "$QDB" ] || { echo "FAIL no qdb binary at $QDB"; fail=1; finish; }
 command -v gnuplot >/dev/null || { echo "FAIL gnuplot is not installed (make deps)"; fail=1; finish; }
 
 L=models/lenet.onnx

@@ -20,7 +20,6 @@
 #   QDQ_IMAGES=2000  QDQ_EXACT_IMAGES=500  QDQ_THREADS=2
 set -u
 cd "$(dirname "$0")/.."
-QDB=${QDB:-./qdb}
 N=${QDQ_IMAGES:-2000}
 N0=${QDQ_EXACT_IMAGES:-500}
 T=${QDQ_THREADS:-2}
@@ -30,7 +29,6 @@ MODELS=${QDQ_MODELS:-lenet resnet18 mobilenet_v2 shufflenet_v2}
 . tests/lib.sh
 QJS=tests/ort/qdq.js
 
-[ -x "$QDB" ] || { echo "FAIL no qdb binary at $QDB"; fail=1; finish; }
 [ -d tests/ort/node_modules/onnxruntime-node ] || { echo "FAIL onnxruntime-node missing: run 'make deps'"; fail=1; finish; }
 [ "$N0" -le "$N" ] || N0=$N
 node $QJS images "$N" "$tmp/x.npy" && node $QJS images "$N0" "$tmp/x0.npy"

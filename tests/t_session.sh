@@ -11,9 +11,7 @@
 #   - a second qdb on a locked session is refused.
 set -u
 cd "$(dirname "$0")/.."
-QDB=${QDB:-./qdb}
 . tests/lib.sh
-[ -x "$QDB" ] || { echo "FAIL no qdb binary at $QDB"; fail=1; finish; }
 
 L=models/lenet.onnx
 S=$tmp/s.json

@@ -31,9 +31,7 @@
 # Waits poll the screen for a marker (wait_for, wait_idle), never sleep long.
 set -u
 cd "$(dirname "$0")/.."
-QDB=${QDB:-./qdb}
 . tests/lib.sh
-[ -x "$QDB" ] || { echo "FAIL no qdb binary at $QDB"; fail=1; finish; }
 command -v tmux >/dev/null || { echo "FAIL tmux is not installed"; fail=1; finish; }
 QDB=$(realpath "$QDB")
 ROOT=$PWD
