@@ -199,9 +199,9 @@ static int term_start(tui_app *a, qd_err *e)
 
 /* ---- snapshots for the screen ---- */
 
-static double nan_or(double x) { return x; }
-
-static void fill_row(tui_app *a, int i, trow *r)
+/* Row i from the sim; a weight's min and max only when weights (they
+ * change only when the sim is built). */
+static void fill_row(tui_app *a, int i, trow *r, int weights)
 {
     qd_quantizer *q = qd_sim_get(a->sim, i);
     const qd_graph *g = qd_sim_graph(a->sim);
@@ -229,7 +229,7 @@ static void fill_row(tui_app *a, int i, trow *r)
         r->count = qd_stats_count(q->stats);
         r->smin = qd_stats_min(q->stats);
         r->smax = qd_stats_max(q->stats);
-    } else if (q->kind == QD_QK_PARAM) {
+    } else if (q->kind == QD_QK_PARAM && weights) {
         qd_tensor *w = qd_sim_fp32(a->sim, q->value);
         if (w && w->dtype == QD_F32) {
             const float *x = w->data;
@@ -247,23 +247,33 @@ static void fill_row(tui_app *a, int i, trow *r)
     r->sqnr = r->sens = NAN;
 }
 
-/* Rows from the sim, keeping the flowchart's columns by name. */
-static void snapshot_rows(tui_app *a)
+/* Rows from the sim, keeping by name the flowchart's columns and (unless
+ * weights) the weights' min and max. */
+static void snapshot_rows(tui_app *a, int weights)
 {
     int n = a->sim ? qd_sim_count(a->sim) : 0;
     trow *rows = calloc((size_t)n + 1, sizeof *rows);
     if (!rows)
         return;
     for (int i = 0; i < n; i++)
-        fill_row(a, i, &rows[i]);
+        fill_row(a, i, &rows[i], weights);
     pthread_mutex_lock(&a->mu);
-    for (int i = 0; i < n && a->rows; i++)
-        for (int k = 0; k < a->nrows; k++)
-            if (!strcmp(a->rows[(i + k) % a->nrows].name, rows[i].name)) {
-                rows[i].sqnr = nan_or(a->rows[(i + k) % a->nrows].sqnr);
-                rows[i].sens = a->rows[(i + k) % a->nrows].sens;
-                break;
-            }
+    for (int i = 0; i < n; i++) {
+        /* the same quantizer is usually at the same index */
+        const trow *o = i < a->nrows && !strcmp(a->rows[i].name, rows[i].name) ? &a->rows[i] : NULL;
+        for (int k = 0; !o && k < a->nrows; k++)
+            if (!strcmp(a->rows[k].name, rows[i].name))
+                o = &a->rows[k];
+        if (!o)
+            continue;
+        rows[i].sqnr = o->sqnr;
+        rows[i].sens = o->sens;
+        if (!weights && rows[i].kind == QD_QK_PARAM) {
+            rows[i].smin = o->smin;
+            rows[i].smax = o->smax;
+            rows[i].count = o->count;
+        }
+    }
     free(a->rows);
     a->rows = rows;
     a->nrows = n;
@@ -400,7 +410,7 @@ static int build(tui_app *a, qd_err *e)
     qd_live_opts lo = {.batch = 64};
     if (!(a->live = qd_live_new(a->sim, a->d, &a->ref, &lo, e)))
         return e->code;
-    snapshot_rows(a);
+    snapshot_rows(a, 1);
     read_report(a, 0); /* the last flowchart's columns, when there is one */
     pthread_mutex_lock(&a->mu);
     snprintf(a->what, sizeof a->what, "evaluating");
@@ -450,8 +460,7 @@ static void run_cmd(tui_app *a, qd_err *e)
     }
     const qd_sess_val *v;
     if (!strcmp(a->jargv[0], "eval") && (v = qd_sess_result_get(&en, "accuracy")) && v->type == QD_SV_NUM) {
-        qd_qeval_result r = {0};
-        /* eval records fractions; show them as the status bar shows live ones */
+        /* eval records fractions, as the status bar shows live ones */
         const qd_sess_val *ag = qd_sess_result_get(&en, "agreement"), *sq = qd_sess_result_get(&en, "sqnr_db"),
                           *fp = qd_sess_result_get(&en, "fp32_accuracy");
         pthread_mutex_lock(&a->mu);
@@ -464,7 +473,6 @@ static void run_cmd(tui_app *a, qd_err *e)
         a->last_ms = en.seconds * 1e3;
         a->gen++;
         pthread_mutex_unlock(&a->mu);
-        (void)r;
     }
     int changed = en.changes_state;
     if (record(a, &en, journal, e))
@@ -565,7 +573,7 @@ static void *worker(void *arg)
             if (!a->live || a->stale)
                 rc = build(a, &e);
             else if (!(rc = qd_sim_update(a->sim, &e))) {
-                snapshot_rows(a);
+                snapshot_rows(a, 0);
                 rc = live_eval(a, &e);
             }
         } else if (j == J_CMD)
@@ -651,7 +659,7 @@ int tui_command(tui_app *a, int argc, char **argv)
         snprintf(a->msg, sizeof a->msg, "%s", e.msg);
     qd_sess_entry_clear(&en);
     if (c.sim_applied) {
-        snapshot_rows(a); /* the worker is idle: the table shows the new settings at once */
+        snapshot_rows(a, 0); /* the worker is idle: the table shows the new settings at once */
         tui_submit(a, J_LIVE, 0, NULL, "re-evaluating");
     }
     else if (changed) {
