@@ -101,12 +101,45 @@ static int swap_outputs(qd_exec *x, const qd_graph *g, const unsigned char *run,
     return QD_OK;
 }
 
+static int same_bytes(const qd_tensor *a, const qd_tensor *b)
+{
+    return a && b && a->dtype == b->dtype && qd_tensor_nbytes(a) == qd_tensor_nbytes(b) &&
+           !memcmp(a->data, b->data, qd_tensor_nbytes(a));
+}
+
+/* Whether quantizer qi (an input or activation, enabled) leaves t as it
+ * is: 1 yes, 0 no, < 0 error. */
+static int quantizes_to_itself(qd_sim *s, int qi, const qd_tensor *t, qd_tensor *tmp, qd_err *e)
+{
+    if (qd_sim_quantize(s, qi, t, tmp, e))
+        return -e->code;
+    return same_bytes(tmp, t);
+}
+
+/* Whether every int32 bias is held (or not) as in the base run, whose
+ * flags are in on[]: toggling an activation's quantizer moves the biases
+ * that take their input grid from it. */
+static int biases_as(qd_sim *s, const unsigned char *on)
+{
+    qd_sim_apply(s);
+    for (int i = 0; i < qd_sim_bias_count(s); i++) {
+        qd_sim_bias b;
+        qd_sim_bias_get(s, i, &b);
+        if (b.on != on[i])
+            return 0;
+    }
+    return 1;
+}
+
 /* Per batch: one base run whose values stay in the executor; per
  * quantizer the nodes it reaches run again into spare buffers swapped in
  * (no copies), and are swapped out again. An activation quantizer's
  * producer does not run again: its value is the base value fake-quantized
  * (enable-one) or the producer's output captured in the base run before
- * its quantizer (disable-one). */
+ * its quantizer (disable-one). When the quantizer's tensor comes out
+ * bit-identical to the base run's (an 8-bit input of k/255 pixels, say)
+ * and no int32 bias moves with it, nothing downstream can change: the base
+ * run's output is its result and nothing runs again. */
 static int cached(perq_run *r, const int *qs, int n, const unsigned char *reach, qd_qeval_result *res, qd_err *e)
 {
     const qd_graph *g = r->g;
@@ -115,8 +148,10 @@ static int cached(perq_run *r, const int *qs, int n, const unsigned char *reach,
     qd_tensor *pre = calloc((size_t)g->nvalues + 1, sizeof *pre);
     unsigned char *want = calloc((size_t)g->nvalues + 1, 1);
     int64_t *cost = calloc((size_t)n + 1, sizeof *cost);
+    unsigned char *bon = calloc((size_t)qd_sim_bias_count(r->s) + 1, 1);
+    qd_tensor tmp = {0};
     int rc = QD_OK;
-    if (!spare || !pre || !want || !cost) {
+    if (!spare || !pre || !want || !cost || !bon) {
         rc = qd_errf(e, QD_EFAIL, "out of memory");
         goto out;
     }
@@ -136,18 +171,38 @@ static int cached(perq_run *r, const int *qs, int n, const unsigned char *reach,
         if (rc || (rc = qd_qeval_add(&r->info->base, r->ref, at, g, qd_sim_output(r->s, 0), e)))
             break;
         r->info->nodes_run += g->nnodes;
+        for (int i = 0; i < qd_sim_bias_count(r->s); i++) {
+            qd_sim_bias b;
+            qd_sim_bias_get(r->s, i, &b);
+            bon[i] = (unsigned char)b.on;
+        }
         for (int k = 0; k < n && !rc; k++) {
             const unsigned char *run = reach + (size_t)k * g->nnodes;
             const qd_quantizer *q = qd_sim_get(r->s, qs[k]);
             int v = q->kind == QD_QK_ACT ? q->value : -1;
+            int input = q->kind == QD_QK_INPUT && g->ninputs > 0 && q->value == g->inputs[0];
+            const qd_tensor *base = v >= 0 ? qd_exec_value(x, v) : NULL;
             qd_tensor *own = r->on ? spare : pre;
+            int same = 0;
+            if (v >= 0 && !base)
+                rc = qd_errf(e, QD_EFAIL, "%s: no value after the base run", q->name);
+            else if (input && !r->on) /* still on, as in the base run */
+                same = quantizes_to_itself(r->s, qs[k], &r->x, &tmp, e);
             qd_sim_set_enabled(r->s, qs[k], r->on);
-            if (v >= 0 && r->on) {
-                const qd_tensor *base = qd_exec_value(x, v);
-                rc = base ? qd_sim_quantize(r->s, qs[k], base, &spare[v], e)
-                          : qd_errf(e, QD_EFAIL, "%s: no value after the base run", q->name);
-            }
-            if (!rc && !(rc = swap_outputs(x, g, run, v, own, spare, e))) {
+            if (!rc && v >= 0 && r->on && !(rc = qd_sim_quantize(r->s, qs[k], base, &spare[v], e)))
+                same = same_bytes(&spare[v], base);
+            else if (!rc && v >= 0 && !r->on)
+                same = same_bytes(&pre[v], base);
+            else if (!rc && input && r->on)
+                same = quantizes_to_itself(r->s, qs[k], &r->x, &tmp, e);
+            if (same < 0)
+                rc = -same;
+            else if (same && !rc)
+                same = biases_as(r->s, bon);
+            if (same && !rc) {
+                rc = qd_qeval_add(&res[k], r->ref, at, g, qd_sim_output(r->s, 0), e);
+                r->info->unchanged++;
+            } else if (!rc && !(rc = swap_outputs(x, g, run, v, own, spare, e))) {
                 rc = qd_sim_run_some(r->s, &r->x, 1, run, e);
                 if (!rc)
                     rc = qd_qeval_add(&res[k], r->ref, at, g, qd_sim_output(r->s, 0), e);
@@ -155,7 +210,7 @@ static int cached(perq_run *r, const int *qs, int n, const unsigned char *reach,
                 rc = rc ? rc : rc2;
             }
             qd_sim_set_enabled(r->s, qs[k], !r->on);
-            r->info->nodes_run += cost[k];
+            r->info->nodes_run += same > 0 ? 0 : cost[k];
         }
         if (rc)
             break;
@@ -174,6 +229,8 @@ out:
         qd_tensor_free(&pre[v]);
     }
     r->info->cache_bytes = bytes;
+    qd_tensor_free(&tmp);
+    free(bon);
     free(spare);
     free(pre);
     free(want);
@@ -248,6 +305,7 @@ int qd_perq_run(qd_sim *s, qd_dataset *d, const qd_logits *ref, qd_perq_mode mod
                 any[q->node] = 1;
         }
         size_t per = outputs_bytes(qd_sim_exec(s), g, any) + (r.on ? 0 : own);
+        info->image_bytes = per;
         if (per && per * (size_t)r.batch > mem)
             r.batch = (int64_t)(mem / per);
         use_cache = r.batch >= 1;

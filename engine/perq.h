@@ -15,7 +15,9 @@
  * value is the base value fake-quantized (enable-one) or the producer's
  * output captured during the base run (disable-one). With the same batch
  * size both ways give bit-identical results (tests/test_perq.c checks
- * this). The spare buffers hold one batch; when a batch would exceed the
+ * this). A quantizer whose tensor comes out bit-identical to the base
+ * run's, moving no int32 bias, re-runs nothing: its result for that batch
+ * is the base run's. The spare buffers hold one batch; when a batch would exceed the
  * memory budget the batch shrinks, and when one image would, the analysis
  * falls back to the naive way. */
 #ifndef QD_PERQ_H
@@ -38,8 +40,11 @@ typedef struct qd_perq_info {
     int cached;               /* the cache was used (0: naive, asked or forced by the budget) */
     int64_t batch;            /* images per run used */
     size_t cache_bytes;       /* bytes the cache held */
+    size_t image_bytes;       /* bytes the cache needs per image (the budget divided by it gives the batch) */
     int64_t nodes_run;        /* node executions */
     int64_t nodes_full;       /* node executions the naive way needs */
+    int64_t unchanged;        /* quantizer-batches whose tensor came out bit-identical to the base
+                                 run's, with no int32 bias moved: nothing ran again (cached way) */
     int64_t images;           /* covered by every result (fewer when stopped) */
     qd_qeval_result base;     /* the base configuration (cached way only) */
     double seconds;

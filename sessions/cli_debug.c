@@ -714,6 +714,7 @@ static cJSON *json_report(dbg *g)
         cJSON_AddNumberToObject(s, "disable_one_cpu_seconds", g->idis.cpu_seconds);
         cJSON_AddNumberToObject(s, "node_runs", (double)(g->ien.nodes_run + g->idis.nodes_run));
         cJSON_AddNumberToObject(s, "node_runs_naive", (double)(g->ien.nodes_full + g->idis.nodes_full));
+        cJSON_AddNumberToObject(s, "unchanged_runs", (double)(g->ien.unchanged + g->idis.unchanged));
         cJSON_AddNumberToObject(s, "cache_bytes", (double)g->ien.cache_bytes);
         cJSON_AddNumberToObject(s, "batch", (double)g->ien.batch);
         cJSON *rows = cJSON_AddArrayToObject(s, "quantizers");

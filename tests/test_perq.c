@@ -2,13 +2,16 @@
  * results to one full evaluation per quantizer (done here independently with
  * qd_sim_set_enabled + qd_qeval_run), in both modes, on LeNet and ResNet-18;
  * the memory budget shrinks the batch or falls back to recomputing; the
- * sim's flags are restored; stopping keeps the images done. */
+ * sim's flags are restored; stopping keeps the images done; a quantizer
+ * that leaves its tensor as it is re-runs nothing unless an int32 bias
+ * moves with it. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fixtures.h"
 #include "harness.h"
+#include "npy.h"
 #include "perq.h"
 #include "qeval.h"
 #include "qjson.h"
@@ -139,9 +142,13 @@ static void check_model(const char *model, int wbits, int abits, int64_t images,
         po.batch = 4;
         qd_perq_info i4;
         ok(!qd_perq_run(s, d, &ref, QD_PERQ_ENABLE_ONE, qs, 1, &po, got, &i4, &e), "batch 4: %s", e.msg);
-        po.mem = i4.cache_bytes / 4 * 2 + 1; /* room for 2 images */
+        po.mem = i4.image_bytes * 2 + 1; /* room for 2 images */
         ok(!qd_perq_run(s, d, &ref, QD_PERQ_ENABLE_ONE, qs, n, &po, got, &info, &e), "budget: %s", e.msg);
-        ok(info.cached && info.batch == 2, "%s: budget for 2 images gives batch %lld", model, (long long)info.batch);
+        /* buffers are rounded up to 64 bytes */
+        size_t slack = 64 * 2 * (size_t)qd_sim_graph(s)->nvalues;
+        ok(info.cached && info.batch == 2 && info.cache_bytes > 0 && info.cache_bytes <= po.mem + slack,
+           "%s: budget of %zu bytes (2 images) gives batch %lld, the cache held %zu", model, po.mem,
+           (long long)info.batch, info.cache_bytes);
         int bad = 0;
         for (int k = 0; k < n; k++)
             bad += got[k].agree != want[k].agree && labs((long)(got[k].agree - want[k].agree)) > 1;
@@ -174,8 +181,80 @@ out:
     qd_data_free(d);
 }
 
+/* Unchanged tensors: on tests/data/cle.onnx, whose input x feeds a Conv,
+ * with integer pixels 0..255 an asymmetric 8-bit min-max input quantizer
+ * (scale 1) leaves x bit-identical, so the cached way takes the base
+ * run's result for it without running anything. With int32 biases,
+ * bypassing x (disable-one) moves a_conv's bias off its int32 grid: x must
+ * still run, and its result must differ from the base run's. */
+static void check_unchanged(int float_bias)
+{
+    qd_err e = {0};
+    const char *npy = "tests/out/perq_grid.npy";
+    qd_tensor t = {0};
+    int64_t shape[4] = {40, 3, 8, 8};
+    int made = !qd_tensor_resize(&t, QD_F32, 4, shape, &e);
+    for (int64_t i = 0; made && i < qd_tensor_numel(&t); i++)
+        ((float *)t.data)[i] = (float)((i * 37 + i / 7) % 256);
+    ok(made && !qd_npy_write(npy, &t, &e), "%s: %s", npy, e.msg);
+    qd_tensor_free(&t);
+    qd_dataset *d = th_data("npy:tests/out/perq_grid.npy", 40, 3);
+    qd_sim *s = d ? th_sim("tests/data/cle.onnx", (qd_sim_opts){.act_bits = 8, .param_bits = 8,
+                                                             .range = QD_RANGE_MINMAX, .per_channel = 0,
+                                                             .nthreads = 2, .float_bias = float_bias})
+                  : NULL;
+    qd_override ov = {.set = QD_OV_SYMMETRIC, .symmetric = 0};
+    ok(s && !qd_sim_override(s, "x", &ov, NULL, &e) && !qd_sim_calibrate(s, d, 16, NULL, NULL, &e),
+       "cle.onnx on integer pixels: %s", e.msg);
+    if (!s)
+        goto out;
+    int xq = qd_sim_find(s, "x"), nq = qd_sim_count(s), n = 0, kx = -1;
+    int *qs = malloc(sizeof *qs * (size_t)nq);
+    for (int i = 0; i < nq; i++)
+        if (qd_quantizer_active(qd_sim_get(s, i))) {
+            kx = i == xq ? n : kx;
+            qs[n++] = i;
+        }
+    ok(kx >= 0 && qd_sim_get(s, xq)->enc[0].scale == 1.0, "x quantized at scale %g",
+       kx >= 0 ? qd_sim_get(s, xq)->enc[0].scale : 0.0);
+    qd_graph *g = qd_graph_load("tests/data/cle.onnx", &e);
+    qd_logits ref = {0};
+    qd_eval_opts eo = {.batch = 16, .nthreads = 2};
+    ok(g && !qd_logits_compute(g, d, &eo, &ref, &e), "cle.onnx FP32 logits: %s", e.msg);
+    qd_graph_free(g);
+    qd_qeval_result *got = calloc((size_t)n, sizeof *got), *want = calloc((size_t)n, sizeof *want);
+    for (int m = 0; m < 2 && kx >= 0; m++) {
+        qd_perq_mode mode = m ? QD_PERQ_DISABLE_ONE : QD_PERQ_ENABLE_ONE;
+        const char *mn = m ? "disable-one" : "enable-one";
+        qd_perq_info info;
+        qd_perq_opts po = {.batch = 16};
+        ok(!reference(s, d, &ref, mode, qs, n, 16, want), "cle %s: reference", mn);
+        ok(!qd_perq_run(s, d, &ref, mode, qs, n, &po, got, &info, &e), "cle %s: %s", mn, e.msg);
+        int bad = 0;
+        for (int k = 0; k < n; k++)
+            bad += !same(&got[k], &want[k]);
+        ok(!bad, "cle %s, %s biases: %d of %d quantizers differ from the naive way", mn,
+           float_bias ? "FP32" : "int32", bad, n);
+        /* three batches of x; with int32 biases, disable-one runs x */
+        int64_t skips = m && !float_bias ? 0 : 3;
+        ok(info.unchanged == skips, "cle %s, %s biases: %lld quantizer-batches unchanged, expected %lld", mn,
+           float_bias ? "FP32" : "int32", (long long)info.unchanged, (long long)skips);
+        ok(same(&got[kx], &info.base) == (skips > 0), "cle %s, %s biases: x %s the base run", mn,
+           float_bias ? "FP32" : "int32", skips ? "gives" : "differs from");
+    }
+    free(qs);
+    free(got);
+    free(want);
+    qd_logits_free(&ref);
+out:
+    qd_sim_free(s);
+    qd_data_free(d);
+}
+
 int main(void)
 {
+    check_unchanged(0);
+    check_unchanged(1);
     check_model("models/lenet.onnx", 4, 4, TH_LIGHT ? 64 : 256, 32, 1);
     check_model("models/resnet18.onnx", 4, 8, TH_LIGHT ? 16 : 32, 16, TH_LIGHT ? 9 : 5);
     /* views (Reshape in the channel shuffle), Split and Concat */
