@@ -11,7 +11,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
@@ -99,22 +98,6 @@ static int pjoin(char *buf, const char *a, const char *b, qd_err *e)
     return QD_OK;
 }
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-    (void)st, (void)f;
-    if (flag == FTW_DP)
-        rmdir(p);
-    else
-        unlink(p);
-    return 0;
-}
-
-/* rm -r path (a missing path is fine). */
-static void rmtree(const char *path)
-{
-    nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 /* ---- the directory ---- */
 
 /* Directories --out made (deepest last), removed again on failure. */
@@ -184,7 +167,7 @@ static void rm_stale(const char *dir)
         if (*end || pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH ||
             snprintf(p, sizeof p, "%s/%s", dir, de->d_name) >= (int)sizeof p)
             continue;
-        rmtree(p);
+        cli_rmtree(p);
     }
     closedir(d);
 }
@@ -699,7 +682,7 @@ static int bundle_make(sess_ctx *c, const bopts *o, qd_sess_entry *en, bres *r, 
         rc = qd_errf(e, QD_EINPUT, "qdb export bundle: --out: path too long");
     if (!rc) {
         rm_stale(dir);
-        rmtree(stage);
+        cli_rmtree(stage);
         if (mkdir(stage, 0777))
             rc = qd_errf(e, QD_EINPUT, "qdb export bundle: cannot write into %s: %s", dir, strerror(errno));
     }
@@ -710,7 +693,7 @@ static int bundle_make(sess_ctx *c, const bopts *o, qd_sess_entry *en, bres *r, 
     rc = fill_stage(c, o, stage, dir, r->written, en, e);
     if (!rc)
         rc = move_in(stage, dir, r->written, o->force, e);
-    rmtree(stage);
+    cli_rmtree(stage);
     if (rc) {
         made_undo(&m);
         qd_sess_entry_clear(en);

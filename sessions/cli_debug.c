@@ -73,7 +73,13 @@ static void on_sigint(int sig)
 
 void cli_debug_stop(void)
 {
-    stop_flag = 1;
+    stop_flag = 2;
+}
+
+/* How the run was stopped, for its one line. */
+static const char *stopped_how(void)
+{
+    return stop_flag == 2 ? "cancelled" : "stopped by Ctrl-C";
 }
 
 typedef struct dprog {
@@ -84,8 +90,8 @@ typedef struct dprog {
 static int dbg_progress(void *user, int64_t done, int64_t total)
 {
     dprog *p = user;
-    if (p->bar.tty && cli_progress(&p->bar, done, total))
-        stop_flag = 1;
+    if (p->bar.tty && cli_progress(&p->bar, done, total) && !stop_flag)
+        stop_flag = 2; /* a progress hook (the TUI) asked to stop */
     return stop_flag != 0;
 }
 
@@ -1212,13 +1218,13 @@ int cli_cmd_debug(int argc, char **argv, qd_err *e)
     qd_graph_free(gr);
     if (rc || stop_flag) {
         if (!rc)
-            rc = qd_errf(e, QD_EFAIL, "stopped by Ctrl-C before anything was measured");
+            rc = qd_errf(e, QD_EFAIL, "%s before anything was measured", stopped_how());
         qd_err_prefix(e, "%s (FP32)", g->model);
         goto out;
     }
     /* the target, kept for sanity, per-quantizer, tensors and the fallback */
     if (!(g->s = build(g, g->wbits, g->abits, 0, NULL, e)) || (rc = eval(g, g->s, &g->tgt, e))) {
-        rc = stop_flag ? qd_errf(e, QD_EFAIL, "stopped by Ctrl-C before anything was measured") : e->code;
+        rc = stop_flag ? qd_errf(e, QD_EFAIL, "%s before anything was measured", stopped_how()) : e->code;
         goto out;
     }
     snprintf(g->tgt.label, sizeof g->tgt.label, "%s", g->target);
@@ -1277,8 +1283,8 @@ int cli_cmd_debug(int argc, char **argv, qd_err *e)
                 g->plots.n ? ", plots/" : "");
     memset(e, 0, sizeof *e);
     if (g->stopped_at)
-        rc = qd_errf(e, QD_EFAIL, "qdb debug: stopped by Ctrl-C during step %d (%s); the report holds what was measured",
-                     g->stopped_at, step_names[g->stopped_at]);
+        rc = qd_errf(e, QD_EFAIL, "qdb debug: %s during step %d (%s); the report holds what was measured",
+                     stopped_how(), g->stopped_at, step_names[g->stopped_at]);
     else
         rc = QD_OK;
 out:

@@ -3,6 +3,7 @@
 #include "cliutil.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,3 +318,17 @@ void cli_print_quant(const qd_qsetup *o, qd_sim *s, double calib_s)
            o->calib_data ? o->calib_data : "fashion-mnist:train", calib_s);
 }
 
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)st, (void)f;
+    if (flag == FTW_DP)
+        rmdir(p);
+    else
+        unlink(p);
+    return 0;
+}
+
+void cli_rmtree(const char *path)
+{
+    nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}

@@ -41,6 +41,9 @@ int cli_parse_bits(const char *cmd, const char *opt_name, const char *s, int *ou
 /* Print a JSON object on stdout (one line) and free it; while a capture
  * is on, keep it for cli_capture_take instead of printing it. */
 int cli_print_json(cJSON *j);
+
+/* rm -r path, not following symlinks (a missing path is fine). */
+void cli_rmtree(const char *path);
 /* Commands run for a session (sesscmd.c) hand their JSON result over
  * through this capture; one command runs at a time. */
 void cli_capture_begin(void);

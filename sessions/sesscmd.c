@@ -10,7 +10,6 @@
  * re-runs the journal from an empty session. Measuring commands record their
  * JSON result, flattened to scalars, which replay --check compares. */
 #include <errno.h>
-#include <ftw.h>
 #include <libgen.h>
 #include <math.h>
 #include <stdarg.h>
@@ -1226,13 +1225,6 @@ static int compare(const qd_sess_entry *a, const qd_sess_entry *b, double tol, d
     return 0;
 }
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-    (void)st, (void)flag, (void)f;
-    remove(p);
-    return 0;
-}
-
 int cli_cmd_replay(int argc, char **argv, qd_err *e)
 {
     opt o[] = {{.name = "--check", .has_arg = 0}, {.name = "--json", .has_arg = 0}, {.name = "--force", .has_arg = 0},
@@ -1387,7 +1379,7 @@ int cli_cmd_replay(int argc, char **argv, qd_err *e)
     cJSON_Delete(jout);
     qd_sess_entry_clear(&dnow);
     if (made_tmp)
-        nftw(outdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        cli_rmtree(outdir);
     qd_session_free(s);
     qd_session_free(rec);
     if (!rc && diverged)

@@ -406,7 +406,7 @@ check "A: resized back while it runs" wait_for $A '^-- log -' 5
 keys $A Escape
 check "A: Esc: cancelled" wait_for $A '^cancelled' 10
 check "A: Esc: idle again" wait_idle $A 10
-check "A: Esc: the log says it stopped" has $A '^debug: .*stopped'
+check "A: Esc: the log says it was cancelled, once" has $A '^qdb debug: cancelled during step'
 check "A: Esc: no progress indicator" idle_now $A
 check "A: Esc: the metric is still shown" grep -qE "^ $ST" <<<"$(status $A)"
 check "A: Esc: the stopped flowchart is not journaled" sess $DA/lenet.qdb.json.autosave "j.journal.length==$n1 && !j.journal.some(e=>e.argv[0]=='debug')"
@@ -445,6 +445,17 @@ check "A: 100x30: the wider layout" wait_for $A '^ quantizer {30,}op ' 5
 wait_idle $A
 check "A: 100x30: all 13 rows" has $A '^ 1\.fc3\.weight '
 golden $A wide_100x30
+# f again, cancelled: the complete report of the run before stays
+keys $A f
+check "A: f again: runs" wait_for $A ' flowchart .*([0-9]\.[0-9]s|ETA [0-9]+s) *$' 10
+# in step 2 a cancelled run writes its partial report (no per-quantizer part)
+check "A: f again: step 2" wait_for $A '^debug: step 2/7' 40
+keys $A Escape
+check "A: f again, Esc: the previous report is back" wait_for $A '^the previous report is back in lenet\.qdb\.report$' 20
+wait_idle $A >/dev/null
+check "A: f again, Esc: the report of the run before, whole" js $DA/lenet.qdb.report/report.json "j.per_quantizer.quantizers.length==13"
+check "A: f again, Esc: nothing left aside" test ! -e $DA/lenet.qdb.report.prev
+check "A: f again, Esc: the columns kept" has $A '^ 1\.fc1\.weight .* 32\.4 +0\.00 *$'
 # too small, q: the screen says "q quits"; with unsaved changes q asks first,
 # and the question must be seen
 tm resize-window -t $A -x 70 -y 20

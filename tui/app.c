@@ -447,17 +447,51 @@ static int record(tui_app *a, qd_sess_entry *en, int journal, qd_err *e)
     return rc;
 }
 
+/* The flowchart's previous report directory is moved aside while it runs
+ * (to REPORT.prev): a cancelled or failed run puts it back in place of its
+ * partial one, a complete run removes it. */
+static int report_aside(tui_app *a, char *prev, size_t n)
+{
+    snprintf(prev, n, "%s.prev", a->report);
+    cli_rmtree(prev);
+    return rename(a->report, prev) == 0;
+}
+
+static void report_back(tui_app *a, const char *prev, int ok)
+{
+    if (ok) {
+        cli_rmtree(prev);
+        return;
+    }
+    cli_rmtree(a->report);
+    if (rename(prev, a->report))
+        tui_log(a, "the previous report could not be put back: it is in %s (%s)", prev, strerror(errno));
+    else
+        tui_log(a, "the previous report is back in %s", a->report);
+}
+
 static void run_cmd(tui_app *a, qd_err *e)
 {
     sess_ctx c = ctx(a);
     qd_sess_entry en;
     int journal = 0;
+    char prev[sizeof a->report + 8];
+    int aside = 0;
+    for (int i = 1; i + 1 < a->jargc && !strcmp(a->jargv[0], "debug"); i++)
+        if (!strcmp(a->jargv[i], "--report") && !strcmp(a->jargv[i + 1], a->report))
+            aside = report_aside(a, prev, sizeof prev);
     int rc = sess_exec(&c, a->jargc, a->jargv, &en, &journal, e);
     pump_output(a);
     if (rc) {
-        tui_log(a, "%s: %s", a->jargv[0], e->msg);
-        return;
+        if (strncmp(e->msg, "qdb ", 4) == 0) /* already says which command */
+            tui_log(a, "%s", e->msg);
+        else
+            tui_log(a, "%s: %s", a->jargv[0], e->msg);
     }
+    if (aside)
+        report_back(a, prev, !rc);
+    if (rc)
+        return;
     const qd_sess_val *v;
     if (!strcmp(a->jargv[0], "eval") && (v = qd_sess_result_get(&en, "accuracy")) && v->type == QD_SV_NUM) {
         /* eval records fractions, as the status bar shows live ones */
