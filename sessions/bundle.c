@@ -351,16 +351,20 @@ static char *join_args(char *const *v, int n)
 }
 
 /* What of the session's quantization options (qv[1..qn)) the report does
- * not see: qdb do SESSION debug gives debug the session's --quant as
- * --target and nothing else (see run_cli). As text into *skipped (NULL
- * when none). */
-static int report_skipped(char *const *qv, int qn, char **skipped)
+ * not see: those not among the ones qdb do SESSION debug gives debug
+ * (dv[1..dn), see sess_debug_argv), but for --quant, which is its
+ * --target. As text into *skipped (NULL when none). */
+static int report_skipped(char *const *qv, int qn, char *const *dv, int dn, char **skipped)
 {
     char **sk = qd_strv_dup(NULL, 0);
     int nsk = 0, oom = !sk;
-    for (int i = 1; i < qn && !oom; i++)
-        if (strncmp(qv[i], "--quant=", 8))
+    for (int i = 1; i < qn && !oom; i++) {
+        int seen = !strncmp(qv[i], "--quant=", 8);
+        for (int k = 1; k < dn && !seen; k++)
+            seen = !strcmp(qv[i], dv[k]);
+        if (!seen)
             oom = qd_strv_push(&sk, &nsk, qv[i]);
+    }
     *skipped = !oom && nsk ? join_args(sk, nsk) : NULL;
     qd_strv_free(sk, nsk);
     return oom || (nsk && !*skipped) ? QD_EFAIL : QD_OK;
@@ -572,13 +576,17 @@ static int fill_stage(sess_ctx *c, const bopts *o, const char *stage, const char
 
     /* the report, through the session layer as qdb do SESSION debug runs it */
     if (!o->no_report) {
-        char rdir[PATHN], threads[24], target[64];
+        char rdir[PATHN], threads[24];
         snprintf(threads, sizeof threads, "%ld", o->threads);
-        snprintf(target, sizeof target, "--target=%s", s->quant_on && s->q.quant ? s->q.quant : "w8a8");
         char *dv[] = {"debug", "--report", rdir, "--threads", threads};
         if ((rc = pjoin(rdir, stage, bnames[B_REPORT], e)))
             goto out;
-        if (report_skipped(qv, qn, &rskip) || !(ropts = strdup(target))) {
+        char **sv = NULL; /* what the session layer gives debug */
+        int sn = 0;
+        int oom = sess_debug_argv(s, "debug", &sv, &sn) || report_skipped(qv, qn, sv, sn, &rskip) ||
+                  !(ropts = sn > 1 ? join_args(sv + 1, sn - 1) : strdup("--target=w8a8"));
+        qd_strv_free(sv, sn);
+        if (oom) {
             rc = qd_errf(e, QD_EFAIL, "out of memory");
             goto out;
         }

@@ -101,13 +101,19 @@ static void data_args(const qd_session *s, argl *a)
     pushf(a, "--seed=%llu", (unsigned long long)s->seed);
 }
 
-static void quant_args(const qd_session *s, argl *a)
+/* The session's quantization as options. debug: for qdb debug, which takes
+ * the bits as --target (1: give it, 2: the user did) and tries the
+ * transforms itself: only what it takes. */
+static void quant_opts(const qd_session *s, argl *a, int debug)
 {
     if (!s->quant_on)
         return;
     const qd_sess_quant *q = &s->q;
-    pushf(a, "--quant=%s", q->quant ? q->quant : "w8a8");
-    if (q->per_channel >= 0)
+    if (debug == 1)
+        pushf(a, "--target=%s", q->quant ? q->quant : "w8a8");
+    else if (!debug)
+        pushf(a, "--quant=%s", q->quant ? q->quant : "w8a8");
+    if (q->per_channel == 1 || (q->per_channel == 0 && !debug))
         push(a, q->per_channel ? "--per-channel" : "--per-tensor");
     if (q->range)
         pushf(a, "--range=%s", q->range);
@@ -123,7 +129,7 @@ static void quant_args(const qd_session *s, argl *a)
         pushf(a, "--config=%s", q->config);
     if (q->overrides)
         pushf(a, "--overrides=%s", q->overrides);
-    if (q->encodings)
+    if (q->encodings && !debug)
         pushf(a, "--encodings=%s", q->encodings);
     if (q->bias)
         pushf(a, "--bias=%s", q->bias);
@@ -131,6 +137,8 @@ static void quant_args(const qd_session *s, argl *a)
         push(a, "--set");
         push(a, s->sets[i]);
     }
+    if (debug)
+        return;
     if (s->cle) {
         push(a, "--cle");
         if (s->cle_keep_relu6)
@@ -147,11 +155,12 @@ static void quant_args(const qd_session *s, argl *a)
     }
 }
 
-int sess_quant_argv(const qd_session *s, const char *cmd, char ***argv, int *argc)
+
+static int opts_argv(const qd_session *s, const char *cmd, int debug, char ***argv, int *argc)
 {
     argl a = {0};
     push(&a, cmd);
-    quant_args(s, &a);
+    quant_opts(s, &a, debug);
     if (a.oom) {
         argl_free(&a);
         return QD_EFAIL;
@@ -159,6 +168,16 @@ int sess_quant_argv(const qd_session *s, const char *cmd, char ***argv, int *arg
     *argv = a.v;
     *argc = a.n;
     return QD_OK;
+}
+
+int sess_quant_argv(const qd_session *s, const char *cmd, char ***argv, int *argc)
+{
+    return opts_argv(s, cmd, 0, argv, argc);
+}
+
+int sess_debug_argv(const qd_session *s, const char *cmd, char ***argv, int *argc)
+{
+    return opts_argv(s, cmd, 1, argv, argc);
 }
 
 /* ---- quantization options stick to the state ---- */
@@ -541,7 +560,7 @@ enum {
     S_KIND = 8,     /* ... after a KIND word (plot, export) */
     S_DATA = 16,    /* gets --data --limit --seed */
     S_QUANT = 32,   /* gets the quantization state; its quantization options stick */
-    S_TARGET = 64,  /* debug: --target defaults to the session's quant */
+    S_TARGET = 64,  /* debug: --target defaults to the session's quant; its overrides hold */
     S_PLOTDATA = 128/* plot: data for the kinds that simulate */
 };
 
@@ -777,7 +796,7 @@ static void show_state(FILE *f, const sess_ctx *c)
         fprintf(f, ", %lld images (seed %llu)", (long long)s->limit, (unsigned long long)s->seed);
     fputc('\n', f);
     argl a = {0};
-    quant_args(s, &a);
+    quant_opts(s, &a, 0);
     fputs("quantization:", f);
     if (!s->quant_on)
         fputs(" off (FP32)", f);
@@ -831,7 +850,7 @@ static const scmd scmds[] = {
     {"undo", S_STATE | S_JOURNAL, do_undo, "revert the last state change"},
     {"eval", S_JOURNAL | S_MODEL | S_DATA | S_QUANT, NULL, "accuracy with the session's quantization (or FP32)"},
     {"sweep", S_JOURNAL | S_MODEL | S_DATA, NULL, "bit-width sweep on the session's model and data"},
-    {"debug", S_JOURNAL | S_MODEL | S_DATA | S_TARGET, NULL, "the debugging flowchart (--target defaults to the quant)"},
+    {"debug", S_JOURNAL | S_MODEL | S_DATA | S_TARGET, NULL, "the debugging flowchart of the session's quantization (--target defaults to the quant)"},
     {"export", S_JOURNAL | S_KIND | S_MODEL | S_QUANT, NULL, "export encodings|qdq -o FILE, or export bundle --out DIR"},
     {"plot", S_KIND | S_MODEL | S_PLOTDATA, NULL, "plot KIND -o FILE on the session's model and data"},
     {"info", S_MODEL, NULL, "the model's inputs, outputs and layers"},
@@ -942,11 +961,11 @@ static int run_cli(sess_ctx *c, const scmd *sc, int argc, char **argv, qd_sess_e
                 data_args(s, &a);
     }
     if (sc->flags & S_QUANT)
-        quant_args(s, &a);
+        quant_opts(s, &a, 0);
     if (!strcmp(sc->name, "export")) /* the calibration subset, as eval picks it */
         pushf(&a, "--seed=%llu", (unsigned long long)s->seed);
-    if (sc->flags & S_TARGET && s->quant_on && !has_opt(&user, "--target"))
-        pushf(&a, "--target=%s", s->q.quant ? s->q.quant : "w8a8");
+    if (sc->flags & S_TARGET) /* before the user's options, which win */
+        quant_opts(s, &a, has_opt(&user, "--target") ? 2 : 1);
     for (int i = u0; i < user.n; i++)
         push(&a, user.v[i]);
     int journaled = (sc->flags & S_JOURNAL) != 0;

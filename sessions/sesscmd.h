@@ -43,6 +43,10 @@ void sess_entry_print(FILE *f, int n, const qd_sess_entry *en);
  * the caller (qd_strv_free(*argv, *argc)). Empty (but cmd) when quantization
  * is off. QD_EFAIL when out of memory. */
 int sess_quant_argv(const qd_session *s, const char *cmd, char ***argv, int *argc);
+/* The same as qdb do SESSION debug gets them: --target=wNaM and what debug
+ * takes (not --encodings, --per-tensor or the transforms, which the
+ * flowchart tries itself). */
+int sess_debug_argv(const qd_session *s, const char *cmd, char ***argv, int *argc);
 
 /* The simulation of c's session as eval builds it (its seed, threads,
  * batch 64), or with no_calib only its structure (no CLE, fixes or

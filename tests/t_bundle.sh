@@ -51,7 +51,7 @@ check "quantsim_config.json = the built-in default" cmp -s sessions/configs/defa
 check "session.json = the session" cmp -s $S $D/session.json
 M=$D/manifest.json
 check "manifest: version, session, model sha256" js $M "j.qdb_version.length>0 && j.session=='$S' && j.model.sha256=='$(sha256sum $L | cut -d' ' -f1)'"
-check "manifest: data and quantization" js $M "j.data.spec=='fashion-mnist' && j.data.images==200 && j.data.sha256==JSON.parse(require('fs').readFileSync('$S')).data.sha256 && j.quantization=='--quant=w8a8 --calib=200' && j.qdq.written===true && j.report.options=='--target=w8a8'"
+check "manifest: data and quantization" js $M "j.data.spec=='fashion-mnist' && j.data.images==200 && j.data.sha256==JSON.parse(require('fs').readFileSync('$S')).data.sha256 && j.quantization=='--quant=w8a8 --calib=200' && j.qdq.written===true && j.report.options=='--target=w8a8 --calib=200' && j.report.not_applied===null"
 jget $M "j.files.map(f=>f.sha256+'  '+f.name).join('\n')" >$tmp/m.sum
 check "manifest: every sha256 matches sha256sum" bash -c "cd $D && sha256sum -c --quiet $tmp/m.sum"
 check "manifest: sizes" js $M "j.files.every(f=>require('fs').statSync('$D/'+f.name).size==f.bytes)"
@@ -100,6 +100,13 @@ check "4 bits: 1.0.0 bw 4" js $D2/encodings_1.0.0.json "j.param_encodings.find(p
 check "4 bits: no model_qdq.onnx" test ! -e $D2/model_qdq.onnx
 check "4 bits: the manifest says why" js $D2/manifest.json "j.qdq.written===false && /4-bit/.test(j.qdq.reason) && j.quantization==\"--quant=w8a8 --calib=200 --set '*conv1* bits=4'\""
 check "4 bits: recorded" grep -q '"qdq":false' <<<"$(last .result)"
+# the report sees the session's overrides; CLE it does not apply (it tries it)
+S3=$tmp/s3.json
+cp $S $S3
+run "cle on a copy" do $S3 cle
+run "bundle with the report, 4 bits and CLE" export bundle $S3 --out $tmp/D3 --threads $T
+check "report: options with the override, CLE not applied" js $tmp/D3/manifest.json "j.report.options==\"--target=w8a8 --calib=200 --set '*conv1* bits=4'\" && j.report.not_applied=='--cle'"
+check "report: conv1's weight at 4 bits in it" js $tmp/D3/report/report.json "j.per_quantizer.quantizers.find(q=>q.name=='1.conv1.weight').bits==4"
 
 # ---- refusals: nothing overwritten, nothing made ----
 sums $D2 >$tmp/d2.sum

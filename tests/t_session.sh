@@ -54,6 +54,18 @@ run "plot (not journaled)" do $S plot ranges -o $tmp/r.svg
 n1=$(entries $S)
 check "state and journal" js $S "j.journal.length==$n1 && j.transforms.map(t=>t.name).join()=='cle,bias_correction' && j.overrides.join()=='*conv1* bits=4,*conv1* bits=8'"
 
+# debug analyses the session's quantization: its overrides hold, also
+# under another --target (on a copy: the replay below counts entries)
+S2=$tmp/s2.json
+cp $S $S2
+run "set bits for debug" do $S2 set bits /1/Relu_output_0 6
+run "debug with an override" do $S2 debug --steps perq --threads 2 --json
+check "debug: the session's override holds" js $tmp/out 'j.target=="W8A8" && j.per_quantizer.quantizers.find(q=>q.name=="/1/Relu_output_0").bits==6'
+run "debug --target with an override" do $S2 debug --target w4a8 --steps perq --threads 2 --json
+check "debug --target: the override holds, the rest at the target" js $tmp/out 'j.target=="W4A8" && (q => q("/1/Relu_output_0").bits==6 && q("1.conv2.weight").bits==4 && q("/1/Relu_1_output_0").bits==8)(n => j.per_quantizer.quantizers.find(q=>q.name==n))'
+run "replay --check of the copy" replay $S2 --check
+check "replay --check: the debug entries agree" grep -q "every result within tolerance" $tmp/out
+
 # failures leave the file as it was
 cp $S $tmp/before.json
 bad "unknown pattern" "no quantizer matches" do $S set bits nosuch 4
