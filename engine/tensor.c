@@ -1,6 +1,7 @@
 /* tensor.c - tensor allocation and element access. */
 #include "tensor.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,4 +132,28 @@ double qd_tensor_get_f64(const qd_tensor *t, int64_t i)
     case QD_F64: return ((const double *)t->data)[i];
     default: return (double)qd_tensor_get_i64(t, i);
     }
+}
+
+int64_t qd_tensor_channel_stats(const qd_tensor *t, int axis, double *mn, double *mx, double *mean)
+{
+    if (!t || t->dtype != QD_F32 || axis < 0 || axis >= t->ndim)
+        return -1;
+    int64_t co = t->shape[axis], inner = 1, outer = 1;
+    for (int d = axis + 1; d < t->ndim; d++)
+        inner *= t->shape[d];
+    for (int d = 0; d < axis; d++)
+        outer *= t->shape[d];
+    const float *x = t->data;
+    for (int64_t c = 0; c < co; c++) {
+        double lo = INFINITY, hi = -INFINITY, s = 0;
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t k = 0; k < inner; k++) {
+                double v = x[(o * co + c) * inner + k];
+                lo = v < lo ? v : lo;
+                hi = v > hi ? v : hi;
+                s += v;
+            }
+        mn[c] = lo, mx[c] = hi, mean[c] = outer > 0 && inner > 0 ? s / (double)(outer * inner) : 0;
+    }
+    return co;
 }

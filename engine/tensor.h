@@ -67,6 +67,11 @@ void qd_tensor_free(qd_tensor *t);
 /* Format a shape as "1x3x224x224" (or "scalar") into buf. */
 char *qd_shape_str(int ndim, const int64_t *shape, char *buf, size_t n);
 
+/* Per-channel minimum, maximum and mean of a float tensor along axis:
+ * mn, mx and mean get shape[axis] entries each. Returns the channel count,
+ * or -1 when t is not float32 or axis is out of range. */
+int64_t qd_tensor_channel_stats(const qd_tensor *t, int axis, double *mn, double *mx, double *mean);
+
 /* Read element i of an integer or float tensor as int64 / double. */
 int64_t qd_tensor_get_i64(const qd_tensor *t, int64_t i);
 double qd_tensor_get_f64(const qd_tensor *t, int64_t i);

@@ -393,24 +393,13 @@ static int64_t channel_stats(const qd_graph *g, int ni, int64_t want, double *mn
 {
     const qd_node *n = &g->nodes[ni];
     const qd_tensor *w = qd_node_const_input(g, n, 1);
-    if (!w || w->dtype != QD_F32 || w->ndim < 2)
+    if (!w || w->ndim < 2)
         return -1;
-    int gemm = !strcmp(n->op_type, "Gemm"), tb = gemm && qd_attr_int(n, "transB", 0);
-    int64_t co = gemm && !tb ? w->shape[1] : w->shape[0], per = qd_tensor_numel(w) / (co ? co : 1);
-    if (co != want || co <= 0)
+    /* output channels: axis 0, or 1 for a Gemm's K x N weight */
+    int gemm = !strcmp(n->op_type, "Gemm"), axis = gemm && !qd_attr_int(n, "transB", 0) ? 1 : 0;
+    if (w->shape[axis] != want || want <= 0)
         return -1;
-    const float *x = w->data;
-    for (int64_t c = 0; c < co; c++) {
-        double lo = INFINITY, hi = -INFINITY, s = 0;
-        for (int64_t j = 0; j < per; j++) {
-            double v = gemm && !tb ? x[j * co + c] : x[c * per + j];
-            lo = v < lo ? v : lo;
-            hi = v > hi ? v : hi;
-            s += v;
-        }
-        mn[c] = lo, mx[c] = hi, mean[c] = per ? s / (double)per : 0;
-    }
-    return co;
+    return qd_tensor_channel_stats(w, axis, mn, mx, mean);
 }
 
 /* The per-channel ranges of layer li, before and (unless no_cle) after CLE. */

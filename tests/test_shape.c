@@ -1081,8 +1081,39 @@ static void test_pool(void)
     fails(&t, 1, &x44, 1, &y, "auto_pad 'SAME' is unknown", "avgpool bad auto_pad");
 }
 
+/* qd_tensor_channel_stats on a 2x3x2 tensor of 0..11, worked out by hand. */
+static void test_channel_stats(void)
+{
+    qd_err e = {0};
+    qd_tensor t = {0};
+    ok(!qd_tensor_resize(&t, QD_F32, 3, S(2, 3, 2), &e), "channel stats: tensor");
+    for (int i = 0; i < 12; i++)
+        ((float *)t.data)[i] = (float)i;
+    static const struct { int axis; int64_t n; double mn[3], mx[3], mean[3]; } cases[] = {
+        {0, 2, {0, 6}, {5, 11}, {2.5, 8.5}},
+        {1, 3, {0, 2, 4}, {7, 9, 11}, {3.5, 5.5, 7.5}},
+        {2, 2, {0, 1}, {10, 11}, {5, 6}},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        double mn[3], mx[3], mean[3];
+        int64_t n = qd_tensor_channel_stats(&t, cases[k].axis, mn, mx, mean);
+        int good = n == cases[k].n;
+        for (int64_t c = 0; good && c < n; c++)
+            good = mn[c] == cases[k].mn[c] && mx[c] == cases[k].mx[c] && mean[c] == cases[k].mean[c];
+        ok(good, "channel stats along axis %d: %lld channels", cases[k].axis, (long long)n);
+    }
+    double d[3];
+    ok(qd_tensor_channel_stats(&t, 3, d, d, d) == -1 && qd_tensor_channel_stats(&t, -1, d, d, d) == -1,
+       "channel stats: an axis out of range is -1");
+    qd_tensor_free(&t);
+    ok(!qd_tensor_resize(&t, QD_I64, 1, S(3), &e) && qd_tensor_channel_stats(&t, 0, d, d, d) == -1,
+       "channel stats: an int64 tensor is -1");
+    qd_tensor_free(&t);
+}
+
 int main(void)
 {
+    test_channel_stats();
     ctx.nthreads = 4;
     ctx.pool = qd_pool_new(4);
     test_slice();

@@ -540,27 +540,13 @@ static void plot_job(tui_app *a)
     int rc = -1;
     if (q->kind == QD_QK_PARAM && q->axis >= 0) {
         qd_tensor *wt = qd_sim_fp32(a->sim, q->value);
-        if (wt && wt->dtype == QD_F32 && q->axis < wt->ndim) {
-            int64_t co = wt->shape[q->axis], inner = 1, outer = 1;
-            for (int d = q->axis + 1; d < wt->ndim; d++)
-                inner *= wt->shape[d];
-            for (int d = 0; d < q->axis; d++)
-                outer *= wt->shape[d];
-            double *b = malloc(3 * (size_t)(co > 0 ? co : 1) * sizeof *b);
-            const float *x = wt->data;
-            for (int64_t c = 0; b && c < co; c++) {
-                double lo = INFINITY, hi = -INFINITY, sum = 0;
-                for (int64_t o = 0; o < outer; o++)
-                    for (int64_t k = 0; k < inner; k++) {
-                        double v = x[(o * co + c) * inner + k];
-                        lo = fmin(lo, v), hi = fmax(hi, v), sum += v;
-                    }
-                b[c] = lo, b[co + c] = hi, b[2 * co + c] = sum / (double)(outer * inner);
-            }
+        int64_t co = wt && q->axis < wt->ndim ? wt->shape[q->axis] : 0;
+        double *b = co > 0 ? malloc(3 * (size_t)co * sizeof *b) : NULL;
+        if (b && qd_tensor_channel_stats(wt, q->axis, b, b + co, b + 2 * co) == co) {
             qv_ranges_plot p = {.layer = q->name, .before = {(int)co, b, b + co, b + 2 * co}, .before_label = "channels"};
-            rc = b ? qv_plot_ranges(&p, &t, &e) : -1;
-            free(b);
+            rc = qv_plot_ranges(&p, &t, &e);
         }
+        free(b);
     } else if (q->stats) {
         const double *counts;
         double lo, hi;
