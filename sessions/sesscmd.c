@@ -155,7 +155,6 @@ static void quant_opts(const qd_session *s, argl *a, int debug)
     }
 }
 
-
 static int opts_argv(const qd_session *s, const char *cmd, int debug, char ***argv, int *argc)
 {
     argl a = {0};

@@ -25,6 +25,8 @@
 #   - kill -TERM while the flowchart runs: the terminal is given back, exit
 #     143, the autosave holds every change; a new qdb tui there is refused
 #     while the autosave exists, and qdb open recovers it;
+#   - a report left aside by a killed qdb (REPORT.prev) is put back by the
+#     next flowchart when REPORT is not whole;
 #   - NO_COLOR: no colour escapes (with them otherwise);
 #   - qdb tui without a terminal, with a bad flag, a missing model: one
 #     line, exit 2.
@@ -609,6 +611,7 @@ wait_idle $D >/dev/null
 keys $D G k -
 wait_for $D '^ 1\.fc3\.weight +Gemm +W +7 ' 5 >/dev/null
 wait_idle $D >/dev/null
+cp -r $DA/lenet.qdb.report $DD/lenet.qdb.report   # a complete report from before
 keys $D f
 check "D: the flowchart runs" wait_for $D '^debug: step [0-9]/7' 20
 qpid=$(pid_of $D)
@@ -621,6 +624,7 @@ check "D: kill -TERM: one line on stderr (got: $(lines $D | tr '\n' '|'))" one_l
 check "D: kill -TERM: the autosave holds every change" sess $DD/lenet.qdb.json.autosave \
     'j.journal.map(e=>e.argv.join(" ")).slice(2).join("|")=="set off image|set bits 1.fc1.weight 4|set bits 1.fc3.weight 7" && j.overrides.join()=="image enabled=0,1.fc1.weight bits=4,1.fc3.weight bits=7"'
 check "D: kill -TERM: no session file" test ! -e $DD/lenet.qdb.json
+check "D: kill -TERM: the report from before kept aside" cmp -s $DA/lenet.qdb.report/report.json $DD/lenet.qdb.report.prev/report.json
 cp $DD/lenet.qdb.json.autosave $tmp/d_autosave.json
 # a new qdb tui there is refused while the autosave exists
 D2=d2
@@ -640,6 +644,26 @@ check "D: recovered: fc1 weight at 4 bits" has $D2 '^ 1\.fc1\.weight +Gemm +W +4
 keys $D2 q
 check "D: recovered: q quits (nothing unsaved)" exited $D2 0
 check "D: recovered: the autosave file, as a session, unchanged" cmp -s $DD/lenet.qdb.json.autosave $tmp/d_autosave.json
+
+# ===================== F: a report left aside by a killed qdb =====================
+# REPORT.prev whole and REPORT without its report.json (as D left them): the
+# next flowchart puts the old one back first; cancelled, it is back again
+F=f; DF=$tmp/f
+mkdir -p $DF/lenet.qdb.report && cp -r $DA/lenet.qdb.report $DF/lenet.qdb.report.prev
+start $F 80 24 -- "${TUI[@]}"
+wait_for $F '^ acc [0-9.]+% \(live' 30 >/dev/null
+wait_idle $F >/dev/null
+keys $F f
+check "F: the flowchart runs" wait_for $F '^debug: step 2/7' 40
+keys $F Escape
+check "F: cancelled: the report from before is back" wait_for $F '^the previous report is back in lenet\.qdb\.report$' 20
+check "F: it is the whole one" cmp -s $DA/lenet.qdb.report/report.json $DF/lenet.qdb.report/report.json
+check "F: nothing left aside" test ! -e $DF/lenet.qdb.report.prev
+wait_idle $F >/dev/null
+keys $F q
+wait_for $F 'save lenet\.qdb\.json before quitting' 5 >/dev/null
+keys $F n
+check "F: q, n quits" exited $F 0
 
 # ===================== E: qdb tui that cannot start =====================
 cp models/lenet.onnx $tmp/lenet.onnx

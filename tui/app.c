@@ -449,10 +449,19 @@ static int record(tui_app *a, qd_sess_entry *en, int journal, qd_err *e)
 
 /* The flowchart's previous report directory is moved aside while it runs
  * (to REPORT.prev): a cancelled or failed run puts it back in place of its
- * partial one, a complete run removes it. */
+ * partial one, a complete run removes it. A REPORT.prev found here was
+ * left by a qdb that was killed during a run: it is kept unless REPORT is
+ * whole (has its report.json, written last). */
 static int report_aside(tui_app *a, char *prev, size_t n)
 {
+    char whole[sizeof a->report + 16];
     snprintf(prev, n, "%s.prev", a->report);
+    snprintf(whole, sizeof whole, "%s/report.json", a->report);
+    if (access(prev, F_OK) == 0 && access(whole, F_OK) != 0) {
+        cli_rmtree(a->report);
+        if (rename(prev, a->report))
+            return 0; /* leave both alone */
+    }
     cli_rmtree(prev);
     return rename(a->report, prev) == 0;
 }
