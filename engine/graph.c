@@ -149,6 +149,24 @@ int qd_graph_sole_consumer(const qd_graph *g, const int *uses, int v)
     return -1; /* a graph output */
 }
 
+void qd_graph_mark_readers(const qd_graph *g, int v, unsigned char *nodes)
+{
+    for (int i = 0; i < g->nnodes; i++)
+        for (int j = 0; j < g->nodes[i].nin && !nodes[i]; j++)
+            nodes[i] = g->nodes[i].in[j] == v;
+}
+
+void qd_graph_mark_downstream(const qd_graph *g, unsigned char *nodes)
+{
+    for (int i = 0; i < g->nnodes; i++) {
+        const qd_node *nd = &g->nodes[i];
+        for (int j = 0; j < nd->nin && !nodes[i]; j++) {
+            int v = nd->in[j], p = v >= 0 ? g->values[v].producer : -1;
+            nodes[i] = p >= 0 && nodes[p];
+        }
+    }
+}
+
 int qd_act_bounds(const qd_graph *g, const qd_node *n, float *lo, float *hi)
 {
     float a = -INFINITY, b = INFINITY;

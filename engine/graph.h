@@ -102,6 +102,11 @@ int *qd_graph_count_uses(const qd_graph *g);
 /* The one node that reads value v, or -1 when v has no reader, several, or
  * is a graph output (uses from qd_graph_count_uses). */
 int qd_graph_sole_consumer(const qd_graph *g, const int *uses, int v);
+/* Set nodes[i] (g->nnodes flags) for every node that reads value v. */
+void qd_graph_mark_readers(const qd_graph *g, int v, unsigned char *nodes);
+/* Add to the marked nodes everything downstream of them: every node that
+ * reads an output of a marked node (nodes are in topological order). */
+void qd_graph_mark_downstream(const qd_graph *g, unsigned char *nodes);
 
 /* Look up a value by name; -1 if absent. */
 int qd_graph_find_value(const qd_graph *g, const char *name);

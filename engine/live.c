@@ -39,7 +39,6 @@ struct qd_live {
     qsnap *snap;          /* nq: the quantizers as of the last evaluation */
     int have_snap;
     unsigned char *run;   /* nnodes: what this evaluation's changes reach */
-    unsigned char *vdirty;/* nvalues: values changed (scratch) */
     unsigned char *mark;  /* nvalues: values listed (scratch) */
     int *list;            /* nvalues: values swapped for one batch */
     int *changed;         /* nq: indices of the changed quantizers */
@@ -108,24 +107,15 @@ static void reach(qd_live *L, int nchanged)
 {
     const qd_graph *g = L->g;
     memset(L->run, 0, (size_t)g->nnodes);
-    memset(L->vdirty, 0, (size_t)g->nvalues);
     for (int k = 0; k < nchanged; k++) {
         const qd_quantizer *q = qd_sim_get(L->s, L->changed[k]);
         int p = g->values[q->value].producer;
-        L->vdirty[q->value] = 1;
         if (p >= 0)
             L->run[p] = 1;
+        else
+            qd_graph_mark_readers(g, q->value, L->run);
     }
-    for (int i = 0; i < g->nnodes; i++) {
-        const qd_node *nd = &g->nodes[i];
-        for (int j = 0; j < nd->nin && !L->run[i]; j++) {
-            int v = nd->in[j];
-            if (v < 0)
-                continue;
-            int p = g->values[v].producer;
-            L->run[i] = L->vdirty[v] || (p >= 0 && L->run[p]);
-        }
-    }
+    qd_graph_mark_downstream(g, L->run);
 }
 
 /* Compare the quantizers with the snapshot and take a new one; with a
@@ -269,11 +259,10 @@ qd_live *qd_live_new(qd_sim *s, qd_dataset *d, const qd_logits *ref, const qd_li
     L->dirty = malloc(nb * nn + 1);
     L->snap = calloc((size_t)L->nq + 1, sizeof *L->snap);
     L->run = calloc(nn + 1, 1);
-    L->vdirty = calloc(nv + 1, 1);
     L->mark = calloc(nv + 1, 1);
     L->list = calloc(nv + 1, sizeof *L->list);
     L->changed = calloc((size_t)L->nq + 1, sizeof *L->changed);
-    if (!L->vals || !L->in || !L->dirty || !L->snap || !L->run || !L->vdirty || !L->mark || !L->list ||
+    if (!L->vals || !L->in || !L->dirty || !L->snap || !L->run || !L->mark || !L->list ||
         !L->changed) {
         qd_errf(e, QD_EFAIL, "out of memory");
         qd_live_free(L);
@@ -296,7 +285,6 @@ void qd_live_free(qd_live *L)
     free(L->dirty);
     free(L->snap);
     free(L->run);
-    free(L->vdirty);
     free(L->mark);
     free(L->list);
     free(L->changed);

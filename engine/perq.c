@@ -17,18 +17,8 @@ void qd_perq_reach(qd_sim *s, int qi, unsigned char *run)
     memset(run, 0, (size_t)g->nnodes);
     if (!q)
         return;
-    for (int i = 0; i < g->nnodes; i++) {
-        const qd_node *nd = &g->nodes[i];
-        int hit = 0;
-        for (int j = 0; j < nd->nin && !hit; j++) {
-            int v = nd->in[j];
-            if (v < 0)
-                continue;
-            int p = g->values[v].producer;
-            hit = v == q->value || (p >= 0 && run[p]);
-        }
-        run[i] = (unsigned char)hit;
-    }
+    qd_graph_mark_readers(g, q->value, run);
+    qd_graph_mark_downstream(g, run);
 }
 
 static size_t outputs_bytes(qd_exec *x, const qd_graph *g, const unsigned char *nodes)
