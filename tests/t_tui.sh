@@ -65,6 +65,7 @@ start() {
 cap() { tm capture-pane -p -t "$1"; }
 keys() { local s=$1; shift; tm send-keys -t "$s" "$@"; }
 text() { tm send-keys -t "$1" -l "$2"; }
+colon() { keys "$1" :; text "$1" "$2"; keys "$1" Enter; }   # a command on the command line
 height() { tm display -p -t "$1" '#{pane_height}'; }
 width() { tm display -p -t "$1" '#{pane_width}'; }
 status() { cap "$1" | sed -n "$(($(height "$1") - 1))p"; }   # the status bar
@@ -300,9 +301,7 @@ wait_idle $A
 check "A: bypass changed the metric" test "$(metric $A)" != "$m0"
 check "A: bypass: journaled in the autosave" sess $DA/lenet.qdb.json.autosave \
     'j.journal[j.journal.length-1].argv.join(" ")=="set off 1.conv2.weight" && j.overrides.includes("1.conv2.weight enabled=0")'
-keys $A :
-text $A undo
-keys $A Enter
+colon $A undo
 check "A: :undo: on again" wait_for $A '^ 1\.conv2\.weight +Conv +W +8 +sym tens sqnr +on ' 5
 wait_idle $A
 check "A: :undo: the metric of W8A8 again" grep -qE "^ $ST" <<<"$(status $A)"
@@ -360,13 +359,9 @@ check "A: :set bits: the table" wait_for $A '^ 1\.fc2\.weight +Gemm +W +3 ' 5
 wait_idle $A
 check "A: :set bits: in the autosave" sess $DA/lenet.qdb.json.autosave "j.journal.length==$((n0 + 1)) && j.overrides.includes('1.fc2.weight bits=3')"
 golden $A cmd_set_80x24
-keys $A :
-text $A 'frob x'
-keys $A Enter
+colon $A 'frob x'
 check "A: an unknown command: one line in the log" wait_for $A "^frob: unknown command 'frob' \(qdb do SESSION help lists them\)\$" 5
-keys $A :
-text $A 'set bits nosuch 4'
-keys $A Enter
+colon $A 'set bits nosuch 4'
 check "A: a bad set: on the message line" wait_for $A 'no quantizer matches' 5
 check "A: a bad set: one line (the message line)" test "$(msgline $A)" = "no quantizer matches 'nosuch'"
 check "A: the failures journaled nothing" sess $DA/lenet.qdb.json.autosave "j.journal.length==$((n0 + 1))"
@@ -415,9 +410,7 @@ check "A: Esc: the stopped flowchart is not journaled" sess $DA/lenet.qdb.json.a
 keys $A k
 check "A: Esc: still responsive" wait_for $A '^-- 1\.fc3\.weight -' 3
 # a short flowchart: the per-quantizer steps fill the SQNR and drop columns
-keys $A :
-text $A 'debug --steps perq,tensors --report lenet.qdb.report'
-keys $A Enter
+colon $A 'debug --steps perq,tensors --report lenet.qdb.report'
 check "A: debug: the report read" wait_for $A '^flowchart report: lenet\.qdb\.report/summary\.md' 40
 wait_idle $A
 check "A: debug: SQNR and drop filled" has $A '^ 1\.fc1\.weight +Gemm +W +8 +sym tens sqnr +on +32\.4 +0\.00$'
@@ -471,9 +464,7 @@ check "A: 70x20: c cancelled the quit" wait_for $A '^quit cancelled' 3
 wait_idle $A >/dev/null
 
 # -- w, then q quits at once
-keys $A :
-text $A 'set bits 1.conv2.weight 4'
-keys $A Enter
+colon $A 'set bits 1.conv2.weight 4'
 wait_for $A '^ 1\.conv2\.weight +Conv +W +4 ' 5 >/dev/null
 wait_idle $A >/dev/null
 keys $A w
@@ -549,9 +540,7 @@ else
 fi
 # :q! quits without asking: a clean quit, so no autosave is left behind (the
 # next qdb tui there would be refused, saying the last one did not quit cleanly)
-keys $U :
-text $U 'q!'
-keys $U Enter
+colon $U 'q!'
 check "U: :q!: exit 0" exited $U 0
 check "U: :q!: the terminal is given back" restored $U
 check "U: :q!: no session file" test ! -e $DU/lenet.qdb.json
@@ -603,9 +592,7 @@ golden $D nocolor_80x24
 keys $D Space
 wait_for $D '^ image +input +I +8 +asym +- +sqnr +off' 5 >/dev/null
 wait_idle $D >/dev/null
-keys $D :
-text $D 'set bits 1.fc1.weight 4'
-keys $D Enter
+colon $D 'set bits 1.fc1.weight 4'
 wait_for $D '^\[4\] set bits 1\.fc1\.weight 4: matched 1' 5 >/dev/null
 wait_idle $D >/dev/null
 keys $D G k -
